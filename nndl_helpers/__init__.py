@@ -1,0 +1,46 @@
+"""Shared plumbing for the NNDL notebooks: data, plots, devices, profiles, gradient checks.
+
+Teaching code lives in the notebooks. This package only holds what every
+notebook needs and nobody needs to study: downloading and verifying data,
+plotting, choosing a device, seeding, and checking gradients. Code a notebook
+teaches and a later one reuses is exported, verbatim, to ``nndl_helpers.chNN``
+(see ``nndl_helpers.nbtools``).
+"""
+from .config import best_device, describe, get_profile, seed_everything
+from .data import (
+    DATASETS,
+    DataError,
+    FASHION_MNIST_CLASSES,
+    fetch,
+    load_diabetes,
+    load_mnist,
+    load_tang_poems,
+    load_text,
+    load_translation_pairs,
+    make_linear_regression,
+    make_sine_regression,
+    make_toy_2d,
+    minibatches,
+    read_idx,
+    to_tensors,
+    train_test_split,
+)
+from .gradcheck import (
+    autograd_gradients,
+    compare_with_autograd,
+    numerical_gradient,
+    numerical_gradient_array,
+    rel_error,
+    verdict_line,
+)
+from .plot import LiveCurve, decision_boundary, image_grid, use_style
+
+__all__ = [
+    "best_device", "describe", "get_profile", "seed_everything",
+    "DATASETS", "DataError", "FASHION_MNIST_CLASSES", "fetch", "load_diabetes", "load_mnist",
+    "load_tang_poems", "load_text", "load_translation_pairs", "make_linear_regression",
+    "make_sine_regression", "make_toy_2d", "minibatches", "read_idx", "to_tensors", "train_test_split",
+    "autograd_gradients", "compare_with_autograd", "numerical_gradient", "numerical_gradient_array",
+    "rel_error", "verdict_line",
+    "LiveCurve", "decision_boundary", "image_grid", "use_style",
+]

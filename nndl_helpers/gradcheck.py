@@ -1,0 +1,124 @@
+"""Gradient checking: centred differences, CS231n's relative error, and autograd parity.
+
+    num = numerical_gradient(lambda: loss(W), W)     # perturbs W in place
+    rel_error(num, dW)                               # ~1e-9 or smaller is good in float64
+    compare_with_autograd({"W": dW}, torch_loss, {"X": X, "W": W})
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import numpy as np
+
+DEFAULT_TOL = 1e-6
+
+
+def rel_error(a, b) -> float:
+    """max |a - b| / max(1e-8, |a| + |b|), elementwise maximum (CS231n)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    if a.size == 0:
+        return 0.0
+    return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))
+
+
+def numerical_gradient(f: Callable[[], float], x: np.ndarray, h: float = 1e-5) -> np.ndarray:
+    """Centred-difference gradient of the scalar ``f()`` with respect to ``x``.
+
+    ``x`` is perturbed in place, one entry at a time, and restored: ``f`` must
+    read ``x`` (a closure), so the same code checks any parameter array.
+    Use float64: in float32 the rounding error swamps the difference quotient.
+    """
+    if x.dtype != np.float64:
+        raise TypeError(f"gradient checks need float64 arrays, got {x.dtype}")
+    grad = np.zeros_like(x)
+    it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
+    while not it.finished:
+        i = it.multi_index
+        old = x[i]
+        x[i] = old + h
+        f_plus = f()
+        x[i] = old - h
+        f_minus = f()
+        x[i] = old
+        grad[i] = (f_plus - f_minus) / (2 * h)
+        it.iternext()
+    return grad
+
+
+def numerical_gradient_array(f: Callable[[], np.ndarray], x: np.ndarray, dout: np.ndarray,
+                             h: float = 1e-5) -> np.ndarray:
+    """Centred-difference gradient of ``sum(f() * dout)``: checks a layer's backward for any upstream ``dout``."""
+    return numerical_gradient(lambda: float(np.sum(f() * dout)), x, h)
+
+
+def autograd_gradients(torch_fn: Callable, inputs: Mapping[str, np.ndarray],
+                       wrt: list[str] | None = None, dout: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Gradients by ``torch.autograd`` of ``torch_fn(**tensors)`` (float64, CPU).
+
+    The output is reduced as ``sum(out * dout)`` when ``dout`` is given (a
+    layer's backward), otherwise it must be a scalar (a loss). ``wrt`` names
+    the inputs to differentiate; by default every floating-point input.
+    """
+    import torch
+
+    tensors = {}
+    for name, value in inputs.items():
+        t = torch.as_tensor(np.asarray(value))
+        if t.is_floating_point():
+            t = t.double()
+        tensors[name] = t
+    wrt = wrt if wrt is not None else [k for k, t in tensors.items() if t.is_floating_point()]
+    for k in wrt:
+        tensors[k].requires_grad_(True)
+    out = torch_fn(**tensors)
+    if dout is not None:
+        out = (out * torch.as_tensor(dout, dtype=out.dtype)).sum()
+    elif out.numel() != 1:
+        raise ValueError(f"torch_fn returned shape {tuple(out.shape)}; pass dout for non-scalar outputs")
+    grads = torch.autograd.grad(out, [tensors[k] for k in wrt], allow_unused=True)
+    return {k: (np.zeros(tensors[k].shape) if g is None else g.detach().numpy()) for k, g in zip(wrt, grads)}
+
+
+def compare_with_autograd(numpy_grads: Mapping[str, np.ndarray], torch_fn: Callable,
+                          inputs: Mapping[str, np.ndarray], *, dout: np.ndarray | None = None,
+                          label: str = "", tol: float = DEFAULT_TOL, floor: float = 1e-12,
+                          verbose: bool = True) -> float:
+    """Compare hand-written gradients with ``torch.autograd`` on the same inputs.
+
+    Prints one verdict line, e.g. ``softmax CE   dW 3e-16  db 1e-16   OK (< 1e-06)``,
+    and returns the largest relative error.
+    """
+    ref = autograd_gradients(torch_fn, inputs, wrt=list(numpy_grads), dout=dout)
+    errors = {k: rel_error(numpy_grads[k], ref[k]) for k in numpy_grads}
+    worst = max(errors.values()) if errors else 0.0
+    if verbose:
+        print(verdict_line(label, errors, tol, floor))
+    return worst
+
+
+def verdict_line(label: str, errors: Mapping[str, float], tol: float = DEFAULT_TOL,
+                 floor: float = 1e-12) -> str:
+    """``label  d<name> <err> ...  OK|FAIL (tol ...)``, errors printed as an order of magnitude.
+
+    Errors are shown only as the power of ten above them, and never below
+    ``floor`` (``<1e-12``), so the line is the same on every machine and can be
+    checked by nbval. Raise ``floor`` (e.g. to 1e-7) for centred-difference
+    checks, whose last digits depend on the machine's rounding.
+    """
+    worst = max(errors.values()) if errors else 0.0
+    parts = "  ".join(f"d{k} {_magnitude(v, floor)}" for k, v in errors.items())
+    status = "OK" if worst < tol else "FAIL"
+    return f"{label:<24s} {parts}   {status} (tol {tol:.0e})".rstrip()
+
+
+def _magnitude(err: float, floor: float = 1e-12) -> str:
+    """Round an error up to a power of ten, never below ``floor``: '<1e-09', '<1e-12'."""
+    if err <= floor:
+        return f"<{floor:.0e}"
+    exponent = int(np.ceil(np.log10(err)))
+    if exponent > 0:
+        return f"{err:.1e}"
+    return f"<1e-{-exponent:02d}" if exponent < 0 else "<1"

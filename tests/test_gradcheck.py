@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+import torch
+
+import nndl_helpers as nh
+
+
+def test_rel_error_is_cs231n_definition():
+    a, b = np.array([1.0, 2.0]), np.array([1.0, 2.2])
+    assert nh.rel_error(a, b) == pytest.approx(0.2 / 4.2)
+    assert nh.rel_error(a, a) == 0.0
+    assert nh.rel_error(np.zeros(3), np.zeros(3)) == 0.0
+    with pytest.raises(ValueError, match="shapes differ"):
+        nh.rel_error(np.zeros(2), np.zeros(3))
+
+
+def test_numerical_gradient_of_a_known_function():
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(4, 4))
+    x = rng.normal(size=4)
+    num = nh.numerical_gradient(lambda: float(x @ A @ x), x)
+    assert nh.rel_error(num, (A + A.T) @ x) < 1e-8
+    assert np.all(np.isfinite(x))  # x restored, not left perturbed
+    x_before = x.copy()
+    nh.numerical_gradient(lambda: float(np.sum(x ** 3)), x)
+    np.testing.assert_array_equal(x, x_before)
+
+
+def test_numerical_gradient_refuses_float32():
+    x = np.ones(3, dtype=np.float32)
+    with pytest.raises(TypeError, match="float64"):
+        nh.numerical_gradient(lambda: float(x.sum()), x)
+
+
+def test_numerical_gradient_array_checks_a_layer_backward():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3, 5))
+    dout = rng.normal(size=(3, 5))
+    num = nh.numerical_gradient_array(lambda: np.tanh(x), x, dout)
+    assert nh.rel_error(num, dout * (1 - np.tanh(x) ** 2)) < 1e-8
+
+
+def _linear_loss(X, W):
+    return ((X @ W) ** 2).sum() / 2
+
+
+def test_compare_with_autograd_passes_a_right_gradient(capsys):
+    rng = np.random.default_rng(2)
+    X, W = rng.normal(size=(6, 3)), rng.normal(size=(3, 2))
+    dW = X.T @ (X @ W)
+    worst = nh.compare_with_autograd({"W": dW}, _linear_loss, {"X": X, "W": W}, label="quadratic")
+    out = capsys.readouterr().out
+    assert worst < 1e-12
+    assert out.startswith("quadratic") and "dW <1e-12" in out and "OK" in out
+
+
+def test_compare_with_autograd_flags_a_wrong_gradient(capsys):
+    rng = np.random.default_rng(3)
+    X, W = rng.normal(size=(6, 3)), rng.normal(size=(3, 2))
+    wrong = X.T @ (X @ W) * 1.01  # a 1% error must not slip through
+    worst = nh.compare_with_autograd({"W": wrong}, _linear_loss, {"X": X, "W": W}, label="wrong")
+    assert worst > 1e-3
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_autograd_gradients_with_upstream_gradient():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(2, 3))
+    dout = rng.normal(size=(2, 3))
+    grads = nh.autograd_gradients(lambda x: torch.sigmoid(x), {"x": x}, dout=dout)
+    s = 1 / (1 + np.exp(-x))
+    assert nh.rel_error(grads["x"], dout * s * (1 - s)) < 1e-12
+    with pytest.raises(ValueError, match="pass dout"):
+        nh.autograd_gradients(lambda x: x * 2, {"x": x})
+
+
+def test_verdict_line_is_machine_independent():
+    line = nh.verdict_line("affine", {"x": 3e-16, "W": 7.1e-15}, tol=1e-6)
+    assert line == "affine                   dx <1e-12  dW <1e-12   OK (tol 1e-06)"
+    assert "dW <1e-07" in nh.verdict_line("num", {"W": 3e-9}, floor=1e-7)
+    assert "dW <1e-05" in nh.verdict_line("num", {"W": 3e-6})
+    assert "FAIL" in nh.verdict_line("num", {"W": 3e-6})
+    assert "dW 2.0e+00" in nh.verdict_line("num", {"W": 2.0})

@@ -1,0 +1,76 @@
+"""What a student meets when opening the committed notebooks, and the exported code staying in step."""
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from nndl_helpers import nbtools
+
+NOTEBOOKS = sorted(nbtools.NOTEBOOKS.glob("*.ipynb"))
+ids = [p.name for p in NOTEBOOKS]
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no notebooks found"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_notebook_is_committed_executed_and_clean(path: Path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    nbformat.validate(nbformat.reads(path.read_text(encoding="utf-8"), as_version=4))
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    counts = [c.get("execution_count") for c in code]
+    assert None not in counts, "some code cells were never executed"
+    assert counts == list(range(counts[0], counts[0] + len(counts))), "run all from a fresh kernel before committing"
+    errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, "error outputs committed"
+    assert "widgets" not in nb["metadata"], "widget state must be stripped (nbtools run does it)"
+    assert path.stat().st_size < 3e6, "notebook too large: lower figure dpi or show fewer images"
+    checked = [c for c in code if "# NBVAL_CHECK_OUTPUT" in "".join(c["source"])]
+    assert len(checked) >= 3, "at least three cells must be checked by nbval"
+    assert all(c["outputs"] for c in checked), "a checked cell with no output compares nothing"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_notebook_follows_the_template(path: Path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    md = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    first = "".join(nb["cells"][0]["source"])
+    assert first.startswith("# ") and re.search(r"NNDL\s*§?\s*\d", first), "title cell names its NNDL sections"
+    assert re.search(r"[\u4e00-\u9fff]", md), "key terms carry the textbook's Chinese term"
+    assert "get_profile" in code and "best_device" in code and "seed_everything" in code
+    assert "compare_with_autograd" in code, "every backward is checked against torch.autograd"
+    assert "ipywidgets" in code or "widgets." in code, "at least one slider"
+    assert re.search(r"^assert ", code, re.M), "a final checks cell of asserts"
+    assert re.search(r"exercise", md, re.I), "exercises for the reader"
+
+
+def test_exported_modules_match_their_notebooks():
+    stale = nbtools.export(check_only=True)
+    assert not stale, f"{stale} out of date: run `python -m nndl_helpers.nbtools export`"
+
+
+def test_export_takes_marked_cells_verbatim(tmp_path, monkeypatch):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("#@save is only for code"),
+        nbformat.v4.new_code_cell("#@save\nimport numpy as np\n\ndef f(x):\n    return 2 * x"),
+        nbformat.v4.new_code_cell("f(3)  # not saved"),
+        nbformat.v4.new_code_cell("#@save\ndef g(x):\n    return f(x) + 1\n"),
+    ]
+    (tmp_path / "notebooks").mkdir()
+    nbformat.write(nb, tmp_path / "notebooks" / "07_demo.ipynb")
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "notebooks" / "scratch.ipynb")
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    monkeypatch.setattr(nbtools, "NOTEBOOKS", tmp_path / "notebooks")
+    monkeypatch.setattr(nbtools, "PACKAGE", pkg)
+    assert nbtools.export(check_only=True) == ["ch07"] and not (pkg / "ch07.py").exists()
+    assert nbtools.export() == ["ch07"]
+    namespace = {}
+    exec((pkg / "ch07.py").read_text(), namespace)
+    assert namespace["g"](3) == 7 and "not saved" not in (pkg / "ch07.py").read_text()
+    assert nbtools.export(check_only=True) == []
