@@ -76,7 +76,9 @@ def export(check_only: bool = False) -> list[str]:
 
 
 def strip_widget_state(nb: dict) -> None:
-    nb.get("metadata", {}).pop("widgets", None)
+    """Drop saved widget state (large, stale once reopened) and authoring-tool metadata."""
+    for key in ("widgets", "jupytext"):
+        nb.get("metadata", {}).pop(key, None)
 
 
 def run(paths: list[str], timeout: int = 900) -> None:

@@ -29,7 +29,6 @@ def use_style(dpi: int = 80) -> None:
         "legend.fontsize": 9,
         "legend.frameon": False,
         "image.cmap": "viridis",
-        "font.family": ["DejaVu Sans", "Noto Sans CJK SC", "sans-serif"],
     })
 
 
