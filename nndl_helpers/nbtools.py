@@ -55,13 +55,16 @@ def render_module(notebook: Path) -> str | None:
         f"Generated from the notebook's ``{MARKER}`` cells by ``python -m nndl_helpers.nbtools export``.\n"
         f'Do not edit by hand: change the notebook and export again (a test checks they agree).\n"""\n'
     )
-    return header + "\n\n".join(cells) + "\n"
+    return header + "\n\n\n".join(cells) + "\n"
 
 
-def export(check_only: bool = False) -> list[str]:
-    """Write (or, with ``check_only``, compare) every chNN.py. Returns the stale module names."""
+def export(check_only: bool = False, notebooks: list[Path] | None = None) -> list[str]:
+    """Write (or, with ``check_only``, compare) the chNN.py of ``notebooks`` (default: all).
+
+    Returns the names of the modules that were (or would be) rewritten.
+    """
     stale = []
-    for nb in sorted(NOTEBOOKS.glob("*.ipynb")):
+    for nb in sorted(notebooks if notebooks is not None else NOTEBOOKS.glob("*.ipynb")):
         name = module_name(nb)
         text = render_module(nb) if name else None
         if text is None:
@@ -88,6 +91,7 @@ def run(paths: list[str], timeout: int = 900) -> None:
 
     os.environ.setdefault("NNDL_PROFILE", "quick")
     os.environ.setdefault("NNDL_DEVICE", "cpu")
+    done = []
     for p in paths:
         path = Path(p).resolve()
         nb = nbformat.read(path, as_version=4)
@@ -98,7 +102,8 @@ def run(paths: list[str], timeout: int = 900) -> None:
         strip_widget_state(nb)
         nbformat.write(nb, path)
         print(f"{path.name}: executed in {time.perf_counter() - t0:.1f} s")
-    stale = export()
+        done.append(path)
+    stale = export(notebooks=done)
     if stale:
         print("exported:", ", ".join(stale))
 
@@ -109,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("export", help="regenerate nndl_helpers/chNN.py from #@save cells")
     sub.add_parser("check", help="fail if any chNN.py differs from its notebook")
-    r = sub.add_parser("run", help="execute notebooks in place (quick profile, CPU), then export")
+    r = sub.add_parser("run", help="execute notebooks in place (quick profile, CPU), then export them")
     r.add_argument("notebooks", nargs="+")
     args = ap.parse_args(argv)
     if args.cmd == "export":

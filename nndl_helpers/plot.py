@@ -1,6 +1,7 @@
 """One house style, a live training curve, decision boundaries and image grids."""
 from __future__ import annotations
 
+import io
 import time
 from typing import Callable, Sequence
 
@@ -169,3 +170,12 @@ def image_grid(images: np.ndarray, labels: Sequence | None = None, *, ncols: int
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def figure_to_png(fig, dpi: int | None = None, close: bool = True) -> bytes:
+    """Render a figure to PNG bytes, e.g. for an ``ipywidgets.Image`` a slider redraws in place."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi or mpl.rcParams["savefig.dpi"])
+    if close:
+        plt.close(fig)
+    return buf.getvalue()

@@ -51,3 +51,11 @@ def test_image_grid_layout_and_errors():
 def test_use_style_sets_house_style():
     nh.use_style(dpi=72)
     assert plt.rcParams["figure.dpi"] == 72 and plt.rcParams["axes.spines.top"] is False
+
+
+def test_figure_to_png_gives_png_bytes_and_closes():
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    png = nh.figure_to_png(fig)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+    assert not plt.fignum_exists(fig.number)
