@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make lab    install everything into .venv and open the course in JupyterLab
 #   make test   install everything into .venv and run the whole test suite
+#   make playground   serve notebooks/playground.ipynb as a page with Voila
 #
 # Variables (override on the command line or in the environment):
 #   PYTHON  interpreter that creates the virtual environment   (python3)
@@ -17,13 +18,17 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: lab test install notebooks clean
+.PHONY: lab test playground install notebooks clean
 
 lab: install
 	$(BIN)/jupyter lab notebooks/
 
 test: install
 	$(BIN)/python -m pytest -n 2 --dist loadscope --durations=25 $(PYTEST_ARGS)
+
+# The neural-network playground as a page of its own (http://localhost:8866).
+playground: install
+	$(BIN)/voila notebooks/playground.ipynb
 
 install: $(STAMP)
 
@@ -36,7 +41,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 # Re-execute every notebook in place (quick profile, CPU) and re-export the shared code.
 notebooks: install
-	$(BIN)/python -m nndl_helpers.nbtools run notebooks/[0-9]*.ipynb
+	$(BIN)/python -m nndl_helpers.nbtools run notebooks/[0-9]*.ipynb notebooks/playground.ipynb
 
 clean:
 	rm -rf $(VENV) .pytest_cache

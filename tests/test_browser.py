@@ -1,0 +1,599 @@
+"""The course in a real browser: JupyterLab and Voila driven by Chromium.
+
+Each test starts a server on 127.0.0.1 (a free port, no token, throw-away
+copies of the notebooks and throw-away Jupyter settings / runtime / config
+directories), drives Debian's ``/usr/bin/chromium`` with Playwright, and looks
+at what a student would see:
+
+* JupyterLab: open a chapter notebook, run all cells, move a slider with the
+  keyboard (ipywidgets 8 sliders are noUiSlider handles) and check that the
+  output it drives changed: the slider's printed value and the plot's pixels.
+* Voila: open the playground page, change a control, step and play the
+  trainer, and check that the decision-boundary image and the loss change.
+
+Screenshots land in ``artifacts/browser/`` (git-ignored). Without Playwright or
+Chromium the tests are skipped with a loud reason; with ``NNDL_REQUIRE_UI=1``
+(set by ``.ci/run``) they fail instead, so CI cannot pass them silently.
+
+Every ``ui`` test lives in this one module so that ``pytest -n 2 --dist
+loadscope`` keeps them, and their servers, on one worker.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import nbformat
+import pytest
+
+pytestmark = pytest.mark.ui
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+ARTIFACTS = REPO / "artifacts" / "browser"
+CHROMIUM = os.environ.get("NNDL_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+# Notebooks opened in JupyterLab, each with the description of the slider to move
+# (None: the first interactive whose output holds a plot).
+LAB_NOTEBOOKS = {
+    "02_linear_regression.ipynb": None,
+    "03_linear_models.ipynb": None,
+}
+PLAYGROUND = os.environ.get("NNDL_UI_PLAYGROUND", "playground.ipynb")  # another path: debugging
+
+SERVER_START_S = 90      # a cold JupyterLab / Voila start on a busy 2-core machine
+RUN_ALL_S = 150          # CI's budget for one notebook is 90 s; the browser adds rendering
+INTERACTION_S = 30       # one slider move / button press, until its output has changed
+TEST_BUDGET_S = 60       # what one browser test may take, the run-all of a notebook excepted
+EXPECT_TIMEOUT_MS = 30_000
+MARKER = "NNDL_UI_TEST_RUN"  # tags every process a server starts, so teardown can find them all
+
+
+# --------------------------------------------------------------------------- skip / fail loudly
+
+
+def _unavailable(reason: str):
+    message = f"BROWSER TEST NOT RUN: {reason}"
+    if os.environ.get("NNDL_REQUIRE_UI", "") not in ("", "0"):
+        pytest.fail(message + " (NNDL_REQUIRE_UI is set, so this is a failure)", pytrace=False)
+    warnings.warn(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium under Playwright, one per module; skipped loudly when either is missing."""
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        _unavailable("the Python package 'playwright' is not installed "
+                     "(pip install -r requirements.txt; never `playwright install`)")
+    if not os.access(CHROMIUM, os.X_OK):
+        _unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+    tag = uuid.uuid4().hex
+    pw = sync_playwright().start()
+    try:
+        try:
+            chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
+                                          env={**os.environ, MARKER: tag})
+        except Exception as exc:  # a broken install: say so instead of a bare traceback
+            _unavailable(f"Chromium at {CHROMIUM} did not start under Playwright: {exc}")
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+    finally:
+        pw.stop()
+        _kill_marked(tag)
+
+
+@pytest.fixture()
+def page(browser, request):
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    context.set_default_timeout(EXPECT_TIMEOUT_MS)
+    pg = context.new_page()
+    console = []
+    pg.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+    pg.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+    pg.on("requestfailed", lambda r: console.append(f"request failed: {r.url} ({r.failure})"))
+    try:
+        yield pg
+    finally:
+        # What the page showed last, and its console errors: the first things to look at on a failure.
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        name = request.node.name.replace("/", "_").replace("[", "_").replace("]", "")
+        try:
+            pg.screenshot(path=str(ARTIFACTS / f"{name}_last.png"))
+        except Exception:
+            pass
+        (ARTIFACTS / f"{name}_console.txt").write_text("\n".join(console))
+        context.close()
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_is_free(port: int) -> bool:
+    """Nobody listens there (TIME_WAIT leftovers of closed connections do not count)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _marked_pids(tag: str) -> list[int]:
+    """Processes whose environment carries ``MARKER=tag``: the server, its kernels, their children."""
+    needle = f"{MARKER}={tag}".encode()
+    pids = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                pids.append(int(entry.name))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def _kill_marked(tag: str) -> None:
+    """SIGKILL what is left of the processes tagged ``tag`` (by pid), then insist that none is."""
+    deadline = time.monotonic() + 10
+    while (left := _marked_pids(tag)) and time.monotonic() < deadline:
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+    assert not _marked_pids(tag), f"processes left behind: {_marked_pids(tag)}"
+
+
+def _jupyter_env(home: Path, tag: str) -> dict:
+    """Throw-away Jupyter directories; the kernels run the quick profile on the CPU."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", "JUPYTER_TOKEN", "PYTEST_CURRENT_TEST")}
+    dirs = {"JUPYTER_CONFIG_DIR": "config", "JUPYTER_DATA_DIR": "data", "JUPYTER_RUNTIME_DIR": "runtime",
+            "JUPYTERLAB_SETTINGS_DIR": "lab-settings", "JUPYTERLAB_WORKSPACES_DIR": "lab-workspaces",
+            "IPYTHONDIR": "ipython"}
+    for var, sub in dirs.items():
+        (home / sub).mkdir(parents=True, exist_ok=True)
+        env[var] = str(home / sub)
+    env.update({"NNDL_PROFILE": "quick", "NNDL_DEVICE": "cpu", "OMP_NUM_THREADS": "1",
+                "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", MARKER: tag,
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))})
+    return env
+
+
+def _lab_settings(settings_dir: Path) -> None:
+    """Render every cell (no virtual scrolling) and never reach out for news or updates."""
+    settings = {
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+            "checkForUpdates": False, "fetchNews": "false"},
+    }
+    for rel, value in settings.items():
+        path = settings_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+
+
+def _copy_notebooks(names, target: Path) -> None:
+    """Copies with outputs cleared, so 'all cells ran' means they ran in this test."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        nb = nbformat.read(NOTEBOOKS / name, as_version=4)  # an absolute name wins over NOTEBOOKS
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        nb.metadata.pop("widgets", None)
+        nbformat.write(nb, target / Path(name).name)
+
+
+@contextmanager
+def _server(cmd: list[str], *, cwd: Path, env: dict, port: int, ready_path: str, log: Path):
+    """Start a server in its own process group; on exit stop it and everything it started."""
+    tag = env[MARKER]
+    base = f"http://127.0.0.1:{port}"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}", pytrace=False)
+            try:
+                with urllib.request.urlopen(base + ready_path, timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server not ready after {SERVER_START_S} s:\n{log.read_text()[-3000:]}", pytrace=False)
+            time.sleep(0.3)
+        yield base
+    finally:
+        # SIGTERM first: the server shuts its kernels down cleanly.
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=10)
+        # Kernels run in sessions of their own: anything still tagged goes now.
+        _kill_marked(tag)
+        for _ in range(50):
+            if _port_is_free(port):
+                break
+            time.sleep(0.1)
+        assert _port_is_free(port), f"port {port} still in use after the server stopped"
+
+
+def _api(base: str, method: str, path: str, body: dict | None = None) -> dict | None:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(base + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        text = r.read()
+    return json.loads(text) if text else None
+
+
+def _lab_notebooks() -> dict:
+    """The notebooks to open; ``NNDL_UI_LAB_NOTEBOOKS=a.ipynb,/abs/b.ipynb`` picks others (debugging)."""
+    override = os.environ.get("NNDL_UI_LAB_NOTEBOOKS")
+    return {n.strip(): None for n in override.split(",")} if override else LAB_NOTEBOOKS
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    missing = [n for n in _lab_notebooks() if not (NOTEBOOKS / n).exists()]
+    if missing:
+        pytest.fail(f"notebooks missing for the browser test: {missing}", pytrace=False)
+    home = tmp_path_factory.mktemp("lab")
+    root = home / "notebooks"
+    _copy_notebooks(_lab_notebooks(), root)
+    tag = uuid.uuid4().hex
+    env = _jupyter_env(home, tag)
+    _lab_settings(Path(env["JUPYTERLAB_SETTINGS_DIR"]))
+    port = _free_port()
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+           f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={root}",
+           "--IdentityProvider.token=", "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True",
+           "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=", "--LabApp.extension_manager=readonly",
+           "--ServerApp.terminals_enabled=False", "--allow-root"]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with _server(cmd, cwd=root, env=env, port=port, ready_path="/api/status",
+                 log=ARTIFACTS / "jupyterlab.log") as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def voila(tmp_path_factory):
+    if not (NOTEBOOKS / PLAYGROUND).exists():
+        pytest.fail(f"{NOTEBOOKS / PLAYGROUND} is missing", pytrace=False)
+    home = tmp_path_factory.mktemp("voila")
+    root = home / "notebooks"
+    _copy_notebooks([PLAYGROUND], root)
+    env = _jupyter_env(home, uuid.uuid4().hex)
+    port = _free_port()
+    cmd = [sys.executable, "-m", "voila", str(root / Path(PLAYGROUND).name), "--no-browser", f"--port={port}",
+           "--Voila.ip=127.0.0.1", "--Voila.port_retries=0", "--show_tracebacks=True"]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with _server(cmd, cwd=root, env=env, port=port, ready_path="/voila/static/voila.js",
+                 log=ARTIFACTS / "voila.log") as base:
+        yield base
+
+
+# --------------------------------------------------------------------------- JupyterLab
+
+# A digest of an <img>'s bytes, data: or blob: URL alike. ipywidgets revokes a blob: URL when the
+# next image arrives, so a fetch that loses that race reads the new src and tries again.
+_DIGEST_FN = """const digest = async (img) => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const bytes = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
+        let h = 2166136261;
+        for (let i = 0; i < bytes.length; i++) { h ^= bytes[i]; h = Math.imul(h, 16777619); }
+        return `${bytes.length}:${(h >>> 0).toString(16)}`;
+      } catch (error) {
+        if (attempt >= 20) throw error;
+        await new Promise(resolve => setTimeout(resolve, 50));
+      }
+    }
+  };"""
+
+_RUN_STATE_JS = """() => {
+  const app = window.jupyterapp;
+  const panel = app && app.shell.currentWidget;
+  if (!panel || !panel.content || !panel.sessionContext) return null;
+  const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
+  // JupyterLab does not run empty code cells: they keep no execution count
+  const cells = panel.content.widgets.filter(c => c.model.type === 'code'
+                                              && c.model.sharedModel.getSource().trim() !== '');
+  const errors = [];
+  let pending = 0;
+  cells.forEach((c, i) => {
+    for (const o of c.model.outputs.toJSON())
+      if (o.output_type === 'error') errors.push(`cell ${i}: ${o.ename}: ${o.evalue}`);
+    const prompt = c.node.querySelector('.jp-InputPrompt');
+    if (c.model.executionCount === null || (prompt && prompt.textContent.includes('*'))) pending += 1;
+  });
+  return {status: kernel ? kernel.status : 'none', pending, errors, cells: cells.length};
+}"""
+
+# The slider to drive and the plot it updates. The plot is an <img> in the interactive's own
+# output or, when a notebook shows an Image widget beside the interactive, in the box around it.
+# Marks them with data-nndl-* attributes; returns the number of candidates.
+_MARK_SLIDER_JS = """(label) => {
+  const candidates = [];
+  for (const box of document.querySelectorAll('.jp-Notebook .widget-interact')) {
+    let unit = box;
+    while (unit.parentElement && !unit.querySelector('img') && !unit.classList.contains('jp-OutputArea-output'))
+      unit = unit.parentElement;
+    if (!unit.querySelector('img')) continue;
+    for (const slider of box.querySelectorAll('.widget-slider'))
+      if (slider.querySelector('.noUi-handle')) candidates.push([unit, box, slider]);
+  }
+  const name = s => (s.querySelector('.widget-label') || {textContent: ''}).textContent.trim();
+  const chosen = label ? candidates.find(([, , s]) => name(s) === label) : candidates[0];
+  if (!chosen) return 0;
+  chosen[0].setAttribute('data-nndl-unit', '');
+  chosen[1].setAttribute('data-nndl-interactive', '');
+  chosen[2].setAttribute('data-nndl-slider', '');
+  return candidates.length;
+}"""
+
+# What the reader sees: the slider's printed value, the printed output, and a digest of every
+# plot's bytes (a data: URL is the image itself; a blob: URL changes even when the pixels do not).
+_SNAPSHOT_JS = """async (unit) => {
+  """ + _DIGEST_FN + """
+  const slider = unit.querySelector('[data-nndl-slider]');
+  const out = unit.querySelector('[data-nndl-interactive] .widget-output');
+  const digests = [];
+  for (const img of unit.querySelectorAll('img')) digests.push(await digest(img));
+  return {
+    label: slider.querySelector('.widget-label').textContent.trim(),
+    readout: slider.querySelector('.widget-readout').textContent.trim(),
+    images: digests.join(' '),
+    text: out ? out.innerText.trim() : '',
+  };
+}"""
+
+
+def _wait_run_all(page, budget: float) -> dict:
+    deadline = time.monotonic() + budget
+    state = None
+    while time.monotonic() < deadline:
+        state = page.evaluate(_RUN_STATE_JS)
+        if state and state["status"] == "idle" and (state["errors"] or state["pending"] == 0):
+            # idle twice in a row: not just the gap between two queued cells
+            time.sleep(0.5)
+            again = page.evaluate(_RUN_STATE_JS)
+            if again["status"] == "idle" and (again["errors"] or again["pending"] == 0):
+                return again
+        time.sleep(0.5)
+    pytest.fail(f"run-all did not finish within {budget} s; last state {state}", pytrace=False)
+
+
+def _record(name: str, timings: dict) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / "timings.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[name] = {k: round(v, 2) if isinstance(v, float) else v for k, v in timings.items()}
+    path.write_text(json.dumps(data, indent=2, sort_keys=True))
+    print(name, data[name])
+
+
+@pytest.mark.parametrize("notebook", list(_lab_notebooks()))
+def test_lab_run_all_then_move_a_slider(browser, lab, page, notebook, record_property):
+    from playwright.sync_api import expect
+
+    label = _lab_notebooks()[notebook]
+    stem, notebook = Path(notebook).stem, Path(notebook).name
+    timings = {}
+    t0 = time.monotonic()
+    # A kernel session first, or JupyterLab asks "Select Kernel" in a dialog.
+    session = _api(lab, "POST", "/api/sessions", {"path": notebook, "type": "notebook", "name": notebook,
+                                                  "kernel": {"name": "python3"}})
+    try:
+        page.goto(f"{lab}/lab/tree/{notebook}?reset")
+        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget "
+                               "&& window.jupyterapp.shell.currentWidget.sessionContext "
+                               "&& window.jupyterapp.shell.currentWidget.sessionContext.session "
+                               "&& window.jupyterapp.shell.currentWidget.sessionContext.session.kernel "
+                               "&& window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'",
+                               timeout=SERVER_START_S * 1000)
+        expect(page.locator(".jp-Dialog")).to_have_count(0)
+        timings["open_s"] = time.monotonic() - t0
+
+        t1 = time.monotonic()
+        # Fire and forget: awaiting the command's promise would block until every cell ran.
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+        state = _wait_run_all(page, RUN_ALL_S)
+        timings["run_all_s"] = time.monotonic() - t1
+        assert not state["errors"], f"{notebook}: cells raised in the browser: {state['errors']}"
+        page.screenshot(path=str(ARTIFACTS / f"{stem}_run_all.png"))
+
+        t2 = time.monotonic()
+        if not page.evaluate(_MARK_SLIDER_JS, label):
+            found = page.evaluate("""() => [...document.querySelectorAll('.jp-Notebook .widget-interact')].map(b => ({
+                sliders: [...b.querySelectorAll('.widget-slider .widget-label')].map(l => l.textContent),
+                handles: b.querySelectorAll('.noUi-handle').length,
+                outputs: [...b.querySelectorAll('.widget-output .jp-OutputArea-output')].map(
+                    o => o.getAttribute('data-mime-type') + ':' + o.innerText.slice(0, 80))}))""")
+            pytest.fail(f"{notebook}: no ipywidgets slider{f' {label!r}' if label else ''} with a plot it "
+                        f"drives; interactives found: {found}", pytrace=False)
+        unit = page.locator("[data-nndl-unit]")
+        unit.scroll_into_view_if_needed()
+        expect(unit.locator("img").first).to_be_visible()
+        before = unit.evaluate(_SNAPSHOT_JS)
+        unit.screenshot(path=str(ARTIFACTS / f"{stem}_slider_before.png"))
+
+        page.locator("[data-nndl-slider] .noUi-handle").first.focus()
+        page.keyboard.press("ArrowRight")
+        page.wait_for_timeout(200)
+        if unit.evaluate(_SNAPSHOT_JS)["readout"] == before["readout"]:  # already at its maximum
+            page.keyboard.press("ArrowLeft")
+        deadline = time.monotonic() + INTERACTION_S
+        while (after := unit.evaluate(_SNAPSHOT_JS))["images"] == before["images"]:
+            if time.monotonic() > deadline:
+                pytest.fail(f"{before['label']}: the plot did not change within {INTERACTION_S} s", pytrace=False)
+            time.sleep(0.1)
+        page.wait_for_timeout(300)  # a printed line that follows the plot
+        after = unit.evaluate(_SNAPSHOT_JS)
+        timings["slider_s"] = time.monotonic() - t2
+        unit.screenshot(path=str(ARTIFACTS / f"{stem}_slider_after.png"))
+
+        assert after["readout"] != before["readout"], f"{before['label']}: the slider's value did not change"
+        assert after["images"] != before["images"], "the plot did not change"
+        if before["text"] or after["text"]:
+            assert after["text"] != before["text"], "the printed output did not change"
+        timings.update(slider=before["label"], value_before=before["readout"], value_after=after["readout"])
+        assert timings["slider_s"] < INTERACTION_S
+        assert timings["open_s"] + timings["slider_s"] < TEST_BUDGET_S, timings
+    finally:
+        timings["total_s"] = time.monotonic() - t0
+        _record(f"lab:{notebook}", timings)
+        for k, v in timings.items():
+            record_property(k, v)
+        try:
+            _api(lab, "DELETE", f"/api/sessions/{session['id']}")
+        except OSError:
+            pass
+
+
+# --------------------------------------------------------------------------- Voila: the playground
+
+# What an <img> shows (its blob: URL changes with every update, even for equal pixels).
+_IMAGE_DIGEST_JS = "async (img) => { " + _DIGEST_FN + " return await digest(img); }"
+
+
+def _playground_state(page) -> dict:
+    return {
+        "epoch": page.locator(".nndl-epoch").inner_text().strip(),
+        "loss": page.locator(".nndl-loss").inner_text().strip(),
+        "boundary": page.locator("img.nndl-boundary").evaluate(_IMAGE_DIGEST_JS),
+        "network": page.locator("img.nndl-network").evaluate(_IMAGE_DIGEST_JS),
+    }
+
+
+def _epoch(state: dict) -> int:
+    return int(state["epoch"].split()[-1].replace(",", ""))
+
+
+def _training_loss(state: dict) -> float:
+    return float(state["loss"].split("training loss")[1].split()[0])
+
+
+def _wait_for_change(page, before: dict, key: str, budget: float = INTERACTION_S) -> dict:
+    deadline = time.monotonic() + budget
+    while time.monotonic() < deadline:
+        now = _playground_state(page)
+        if now[key] != before[key]:
+            return now
+        time.sleep(0.1)
+    pytest.fail(f"the playground's {key} did not change within {budget} s (still {before[key]!r})", pytrace=False)
+
+
+def test_voila_playground_trains_in_the_page(browser, voila, page, record_property):
+    from playwright.sync_api import expect
+
+    timings = {}
+    t0 = time.monotonic()
+    try:
+        page.goto(voila + "/", timeout=SERVER_START_S * 1000)  # Voila runs the notebook, then sends the page
+        expect(page.locator(".nndl-playground")).to_be_visible(timeout=SERVER_START_S * 1000)
+        expect(page.locator("img.nndl-boundary")).to_be_visible()
+        assert not page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count(), \
+            page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").first.inner_text()
+        timings["load_s"] = time.monotonic() - t0
+        start = _playground_state(page)
+        assert _epoch(start) == 0, start
+        page.screenshot(path=str(ARTIFACTS / "playground_page.png"))  # title, then the playground
+        page.locator(".nndl-playground").screenshot(path=str(ARTIFACTS / "playground_loaded.png"))
+
+        # A control: another data set redraws the points and restarts at epoch 0.
+        t1 = time.monotonic()
+        page.locator(".nndl-dataset button", has_text="moons").click()
+        moons = _wait_for_change(page, start, "boundary")
+        # The noise slider, moved with the keyboard: new points, so a new boundary image.
+        page.locator(".nndl-noise .noUi-handle").focus()
+        page.keyboard.press("ArrowRight")
+        noisy = _wait_for_change(page, moons, "boundary")
+        # Two hidden layers of 8 (the default is 4 and 2): the network drawing grows.
+        for layer, clicks in ((1, 4), (2, 6)):
+            for _ in range(clicks):
+                page.locator(f".nndl-more-neurons-{layer}").click()
+        expect(page.locator(".nndl-neurons-1")).to_have_text("8")
+        expect(page.locator(".nndl-neurons-2")).to_have_text("8")
+        page.wait_for_timeout(300)
+        wider = _wait_for_change(page, noisy, "network")
+        assert _epoch(wider) == 0
+        timings["controls_s"] = time.monotonic() - t1
+
+        # One epoch with the step button.
+        t2 = time.monotonic()
+        page.locator(".nndl-step").click()
+        for key in ("epoch", "loss", "boundary"):  # each widget's update is a message of its own
+            stepped = _wait_for_change(page, wider, key)
+        assert _epoch(stepped) == 1, stepped
+        timings["step_s"] = time.monotonic() - t2
+        page.locator(".nndl-playground").screenshot(path=str(ARTIFACTS / "playground_step.png"))
+
+        # Play a 2 x 8 network for a few seconds, counting the frames that reach the page, then pause.
+        boundary = page.locator("img.nndl-boundary")
+        boundary.evaluate("""(img) => { window.nndlFrames = [];
+            new MutationObserver(() => window.nndlFrames.push(performance.now()))
+                .observe(img, {attributes: true, attributeFilter: ['src']}); }""")
+        page.locator(".nndl-play").click()
+        expect(page.locator(".nndl-play")).to_contain_text("pause")
+        page.wait_for_timeout(3000)
+        fps_text = page.locator(".nndl-status").inner_text().strip()
+        page.locator(".nndl-play").click()
+        expect(page.locator(".nndl-play")).to_contain_text("play")
+        page.wait_for_timeout(500)
+        frames = page.evaluate("() => window.nndlFrames")
+        played = _playground_state(page)
+        page.wait_for_timeout(500)
+        assert _playground_state(page)["epoch"] == played["epoch"], "pause did not stop the training"
+        page.locator(".nndl-playground").screenshot(path=str(ARTIFACTS / "playground_played.png"))
+
+        fps = (len(frames) - 1) / ((frames[-1] - frames[0]) / 1000) if len(frames) > 2 else 0.0
+        timings.update(frames=len(frames), browser_fps=fps, kernel_status=fps_text,
+                       epochs_played=_epoch(played) - _epoch(stepped))
+        assert _epoch(played) > _epoch(stepped) + 5, played
+        assert played["boundary"] != stepped["boundary"]
+        assert _training_loss(played) < _training_loss(stepped), (stepped["loss"], played["loss"])
+        assert fps >= 2, f"only {fps:.1f} frames/s reached the page while playing"
+        assert time.monotonic() - t0 < TEST_BUDGET_S
+    finally:
+        timings["total_s"] = time.monotonic() - t0
+        _record("voila:playground", timings)
+        for k, v in timings.items():
+            record_property(k, v)
