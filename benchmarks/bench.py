@@ -1,0 +1,477 @@
+"""How fast is the course's from-scratch NumPy code next to PyTorch, on this machine?
+
+    python benchmarks/bench.py                 # everything (a few minutes)
+    python benchmarks/bench.py --skip-notebooks
+    python benchmarks/bench.py --only affine conv2d
+
+One process, one run. It measures
+1. the machine's float32 matrix-multiply peak (NumPy and PyTorch, GFLOP/s);
+2. forward + backward of each NumPy block the notebooks teach against the same
+   op in PyTorch on the CPU, same shapes, float32: time, ratio NumPy/PyTorch,
+   achieved GFLOP/s;
+3. one training epoch of the NumPy models against their PyTorch twins;
+4. every notebook executed top to bottom in the quick profile: wall time and
+   the kernel's peak resident memory.
+Results go to ``benchmarks/results.md`` (shown in the README) and ``results.json``.
+Blocks of chapters not yet written are listed as such, not skipped silently.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+
+def best_time(fn, repeat: int = 7, min_time: float = 0.2) -> float:
+    """Median seconds per call; each measurement loops until ``min_time`` has passed."""
+    fn()  # warm-up: caches, allocator, lazy imports
+    samples = []
+    for _ in range(repeat):
+        n, t0 = 0, time.perf_counter()
+        while True:
+            fn()
+            n += 1
+            elapsed = time.perf_counter() - t0
+            if elapsed >= min_time / repeat:
+                break
+        samples.append(elapsed / n)
+    return float(np.median(samples))
+
+
+@dataclass
+class BlockResult:
+    name: str
+    shapes: str
+    numpy_ms: float | None = None
+    torch_ms: float | None = None
+    gflop: float | None = None
+    target_ratio: float | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.numpy_ms and self.torch_ms:
+            return self.numpy_ms / self.torch_ms
+        return None
+
+
+@dataclass
+class Report:
+    machine: dict = field(default_factory=dict)
+    peak: dict = field(default_factory=dict)
+    blocks: list = field(default_factory=list)
+    epochs: list = field(default_factory=list)
+    notebooks: list = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- 1. machine peak
+
+
+def matmul_peak(n: int = 1024) -> dict:
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    flop = 2 * n ** 3
+    t_np = best_time(lambda: a @ b)
+    t_torch = best_time(lambda: ta @ tb)
+    return {"n": n, "numpy_gflops": flop / t_np / 1e9, "torch_gflops": flop / t_torch / 1e9}
+
+
+# ---------------------------------------------------------------- 2. blocks
+
+
+def _module(name: str):
+    try:
+        return importlib.import_module(f"nndl_helpers.{name}")
+    except ImportError:
+        return None
+
+
+def bench_affine(rng) -> BlockResult:
+    N, D, M = 256, 784, 256
+    res = BlockResult("affine (ch04)", f"x {N}x{D}, W {D}x{M}", target_ratio=1.5)
+    ch04 = _module("ch04")
+    if ch04 is None:
+        res.note = "chapter 4 not yet written"
+        return res
+    x = rng.standard_normal((N, D), dtype=np.float32)
+    W = rng.standard_normal((D, M), dtype=np.float32) * 0.05
+    b = np.zeros(M, np.float32)
+    dout = rng.standard_normal((N, M), dtype=np.float32)
+
+    def numpy_step():
+        out, cache = ch04.affine_forward(x, W, b)
+        ch04.affine_backward(dout, cache)
+
+    tx = torch.from_numpy(x).requires_grad_()
+    tW = torch.from_numpy(W.T.copy()).requires_grad_()  # nn.Linear layout
+    tb = torch.from_numpy(b).requires_grad_()
+    tdout = torch.from_numpy(dout)
+
+    def torch_step():
+        out = torch.nn.functional.linear(tx, tW, tb)
+        torch.autograd.grad(out, (tx, tW, tb), tdout)
+
+    res.numpy_ms, res.torch_ms = 1e3 * best_time(numpy_step), 1e3 * best_time(torch_step)
+    res.gflop = 3 * 2 * N * D * M / 1e9
+    return res
+
+
+def bench_conv2d(rng) -> BlockResult:
+    N, C, H, W_, F, K = 64, 6, 14, 14, 16, 5
+    res = BlockResult("conv2d (ch05)", f"x {N}x{C}x{H}x{W_}, W {F}x{C}x{K}x{K}, stride 1, pad 0",
+                      target_ratio=3.0)
+    ch05 = _module("ch05")
+    if ch05 is None:
+        res.note = "chapter 5 not yet written"
+        return res
+    x = rng.standard_normal((N, C, H, W_), dtype=np.float32)
+    w = rng.standard_normal((F, C, K, K), dtype=np.float32) * 0.1
+    b = np.zeros(F, np.float32)
+    Ho, Wo = H - K + 1, W_ - K + 1
+    dout = rng.standard_normal((N, F, Ho, Wo), dtype=np.float32)
+
+    def numpy_step():
+        out, cache = ch05.conv2d_forward(x, w, b, stride=1, padding=0)
+        ch05.conv2d_backward(dout, cache)
+
+    tx, tw, tb = (torch.from_numpy(a).requires_grad_() for a in (x, w, b))
+    tdout = torch.from_numpy(dout)
+
+    def torch_step():
+        out = torch.nn.functional.conv2d(tx, tw, tb)
+        torch.autograd.grad(out, (tx, tw, tb), tdout)
+
+    res.numpy_ms, res.torch_ms = 1e3 * best_time(numpy_step), 1e3 * best_time(torch_step)
+    res.gflop = 3 * 2 * N * F * Ho * Wo * C * K * K / 1e9
+    return res
+
+
+def bench_pool(rng, kind: str) -> BlockResult:
+    N, C, H, W_ = 64, 6, 28, 28
+    res = BlockResult(f"{kind} pool 2x2 (ch05)", f"x {N}x{C}x{H}x{W_}", target_ratio=3.0)
+    ch05 = _module("ch05")
+    if ch05 is None:
+        res.note = "chapter 5 not yet written"
+        return res
+    fwd, bwd = getattr(ch05, f"{kind}_pool_forward"), getattr(ch05, f"{kind}_pool_backward")
+    x = rng.standard_normal((N, C, H, W_), dtype=np.float32)
+    dout = rng.standard_normal((N, C, H // 2, W_ // 2), dtype=np.float32)
+
+    def numpy_step():
+        out, cache = fwd(x, 2, 2) if _takes_positional_pool(fwd) else fwd(x)
+        bwd(dout, cache)
+
+    tx = torch.from_numpy(x).requires_grad_()
+    tdout = torch.from_numpy(dout)
+    tfn = torch.nn.functional.max_pool2d if kind == "max" else torch.nn.functional.avg_pool2d
+
+    def torch_step():
+        torch.autograd.grad(tfn(tx, 2), (tx,), tdout)
+
+    res.numpy_ms, res.torch_ms = 1e3 * best_time(numpy_step), 1e3 * best_time(torch_step)
+    return res
+
+
+def _takes_positional_pool(fn) -> bool:
+    import inspect
+
+    return len(inspect.signature(fn).parameters) >= 3
+
+
+def bench_lstm_step(rng) -> BlockResult:
+    N, D, H = 64, 128, 256
+    res = BlockResult("LSTM step (ch06)", f"x {N}x{D}, hidden {H}", target_ratio=2.0)
+    ch06 = _module("ch06")
+    if ch06 is None:
+        res.note = "chapter 6 not yet written"
+        return res
+    x = rng.standard_normal((N, D), dtype=np.float32)
+    h, c = (rng.standard_normal((N, H), dtype=np.float32) for _ in range(2))
+    Wx = rng.standard_normal((D, 4 * H), dtype=np.float32) * 0.05
+    Wh = rng.standard_normal((H, 4 * H), dtype=np.float32) * 0.05
+    b = np.zeros(4 * H, np.float32)
+    dh, dc = (rng.standard_normal((N, H), dtype=np.float32) for _ in range(2))
+
+    def numpy_step():
+        _, _, cache = ch06.lstm_step_forward(x, h, c, Wx, Wh, b)
+        ch06.lstm_step_backward(dh, dc, cache)
+
+    cell = torch.nn.LSTMCell(D, H)
+    with torch.no_grad():  # PyTorch keeps (4H, D) weights and two biases
+        cell.weight_ih.copy_(torch.from_numpy(Wx.T))
+        cell.weight_hh.copy_(torch.from_numpy(Wh.T))
+        cell.bias_ih.zero_()
+        cell.bias_hh.zero_()
+    tx, th, tc = (torch.from_numpy(a).requires_grad_() for a in (x, h, c))
+    tdh, tdc = torch.from_numpy(dh), torch.from_numpy(dc)
+    params = (tx, th, tc, *cell.parameters())
+
+    def torch_step():
+        h1, c1 = cell(tx, (th, tc))
+        torch.autograd.grad((h1, c1), params, (tdh, tdc))
+
+    res.numpy_ms, res.torch_ms = 1e3 * best_time(numpy_step), 1e3 * best_time(torch_step)
+    res.gflop = 3 * 2 * N * (D + H) * 4 * H / 1e9
+    return res
+
+
+def bench_norm(rng, kind: str) -> BlockResult:
+    N, D = 256, 512
+    res = BlockResult(f"{kind} (ch07)", f"x {N}x{D}", target_ratio=None)
+    ch07 = _module("ch07")
+    if ch07 is None:
+        res.note = "chapter 7 not yet written"
+        return res
+    x = rng.standard_normal((N, D), dtype=np.float32)
+    gamma, beta = np.ones(D, np.float32), np.zeros(D, np.float32)
+    dout = rng.standard_normal((N, D), dtype=np.float32)
+    if kind == "BatchNorm":
+        state = ch07.batchnorm_state(D, dtype=np.float32)
+        fwd = lambda: ch07.batchnorm_forward(x, gamma, beta, state, training=True)
+        bwd, layer = ch07.batchnorm_backward, torch.nn.BatchNorm1d(D)
+    else:
+        fwd = lambda: ch07.layernorm_forward(x, gamma, beta)
+        bwd, layer = ch07.layernorm_backward, torch.nn.LayerNorm(D)
+
+    def numpy_step():
+        out, cache = fwd()
+        bwd(dout, cache)
+
+    tx, tdout = torch.from_numpy(x).requires_grad_(), torch.from_numpy(dout)
+    params = (tx, *layer.parameters())
+
+    def torch_step():
+        torch.autograd.grad(layer(tx), params, tdout)
+
+    res.numpy_ms, res.torch_ms = 1e3 * best_time(numpy_step), 1e3 * best_time(torch_step)
+    return res
+
+
+def later_blocks() -> list[BlockResult]:
+    """Blocks of chapters the benchmark will cover once those notebooks exist."""
+    if _module("ch08") is None:
+        return [BlockResult("attention (ch08)", "", target_ratio=2.0, note="chapter 8 not yet written")]
+    return []
+
+
+# ---------------------------------------------------------------- 3. training epochs
+
+
+def _epoch_pair(name, numpy_model, torch_model, X, y, batch_size, target_ratio):
+    """Time one epoch of Adam mini-batch training, the same batches for both twins."""
+    ch04 = _module("ch04")
+    order = np.random.default_rng(0).permutation(len(X))
+    batches = [order[i:i + batch_size] for i in range(0, len(X), batch_size)]
+
+    opt = ch04.Adam(numpy_model.params, lr=1e-3)
+    t0 = time.perf_counter()
+    for b in batches:
+        _, grads = numpy_model.loss(X[b], y[b])
+        opt.step(grads)
+    numpy_s = time.perf_counter() - t0
+
+    tX, ty = torch.from_numpy(X), torch.from_numpy(y)
+    topt = torch.optim.Adam(torch_model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    # one warm-up step so the one-time cost of torch.optim's first call is not billed to the epoch
+    topt.zero_grad()
+    loss_fn(torch_model(tX[batches[0]]), ty[batches[0]]).backward()
+    topt.step()
+    t0 = time.perf_counter()
+    for b in batches:
+        tb = torch.from_numpy(b)
+        topt.zero_grad()
+        loss_fn(torch_model(tX[tb]), ty[tb]).backward()
+        topt.step()
+    torch_s = time.perf_counter() - t0
+    return {"model": name, "samples": len(X), "batch_size": batch_size, "numpy_s": numpy_s,
+            "torch_s": torch_s, "target_ratio": target_ratio}
+
+
+def bench_epochs() -> list[dict]:
+    """One epoch of the NumPy MLP (ch04) and LeNet-5 (ch05) against identical PyTorch models."""
+    import nndl_helpers as nh
+
+    out = []
+    nn = torch.nn
+    ch04, ch05 = _module("ch04"), _module("ch05")
+    X, y = nh.load_mnist("mnist", "train", flatten=True, limit=20_000)
+    if ch04 is None:
+        out.append({"model": "MLP (ch04)", "note": "chapter 4 not yet written"})
+    else:
+        sizes = [784, 256, 128, 10]
+        mlp = ch04.MLP(sizes, "relu", seed=0, dtype=np.float32)
+        twin = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
+        out.append(_epoch_pair("MLP 784-256-128-10 (ch04)", mlp, twin, X, y, 128, 1.5))
+    if ch05 is None or not hasattr(ch05, "LeNet5"):
+        out.append({"model": "LeNet-5 (ch05)", "note": "chapter 5 not yet written"})
+    else:
+        Xi = X[:10_000].reshape(-1, 1, 28, 28)
+        twin = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                             nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+        out.append(_epoch_pair("LeNet-5 (ch05)", ch05.LeNet5(seed=0), twin, Xi, y[:10_000], 64, 3.0))
+    return out
+
+
+# ---------------------------------------------------------------- 4. notebooks
+
+
+def run_notebook(path: Path, timeout: int = 900) -> dict:
+    """Execute a notebook as the tests do (quick profile, CPU); wall time and the kernel's peak RSS."""
+    import nbformat
+    import psutil
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    peak = {"rss": 0}
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            km = client.km
+            pid = getattr(getattr(km, "provisioner", None), "pid", None) if km else None
+            if pid:
+                try:
+                    proc = psutil.Process(pid)
+                    rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+                    peak["rss"] = max(peak["rss"], rss)
+                except psutil.Error:
+                    pass
+            stop.wait(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    t0 = time.perf_counter()
+    error = ""
+    try:
+        client.execute()
+    except Exception as e:  # report, keep benchmarking the others
+        error = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+    wall = time.perf_counter() - t0
+    stop.set()
+    watcher.join()
+    return {"notebook": path.name, "wall_s": wall, "peak_rss_mib": peak["rss"] / 2 ** 20, "error": error}
+
+
+def notebook_budget(name: str) -> int:
+    return 90 if name[:2] in ("02", "03") else 120
+
+
+# ---------------------------------------------------------------- report
+
+
+def to_markdown(rep: Report) -> str:
+    m, p = rep.machine, rep.peak
+    lines = [
+        f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores), NumPy {m['numpy']}, "
+        f"PyTorch {m['torch']}, {m['threads']} threads.",
+        "",
+        f"Matrix-multiply peak (float32, {p['n']}×{p['n']}): NumPy {p['numpy_gflops']:.1f} GFLOP/s, "
+        f"PyTorch {p['torch_gflops']:.1f} GFLOP/s.",
+        "",
+        "| block (forward + backward, float32) | shapes | NumPy ms | PyTorch ms | NumPy / PyTorch | target | NumPy GFLOP/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for b in rep.blocks:
+        if b.numpy_ms is None:
+            lines.append(f"| {b.name} | {b.shapes} | – | – | – | {_fmt_target(b.target_ratio)} | {b.note} |")
+            continue
+        gf = f"{b.gflop / (b.numpy_ms / 1e3):.1f}" if b.gflop else "–"
+        ok = "✓" if b.target_ratio is None or b.ratio <= b.target_ratio else "✗"
+        lines.append(f"| {b.name} | {b.shapes} | {b.numpy_ms:.2f} | {b.torch_ms:.2f} | {b.ratio:.2f} {ok} | "
+                     f"{_fmt_target(b.target_ratio)} | {gf} |")
+    if rep.epochs:
+        lines += ["", "| one training epoch | samples | NumPy s | PyTorch (CPU) s | ratio | target |", "|---|---|---|---|---|---|"]
+        for e in rep.epochs:
+            if "numpy_s" not in e:
+                lines.append(f"| {e['model']} | – | – | – | – | {e.get('note', '')} |")
+            else:
+                r = e["numpy_s"] / e["torch_s"]
+                tgt = e.get("target_ratio")
+                ok = "" if tgt is None else (" ✓" if r <= tgt else " ✗")
+                lines.append(f"| {e['model']} | {e['samples']} | {e['numpy_s']:.2f} | {e['torch_s']:.2f} | "
+                             f"{r:.2f}{ok} | {_fmt_target(tgt)} |")
+    if rep.notebooks:
+        lines += ["", "| notebook (quick profile, one at a time) | wall s | budget s | peak RSS MiB |", "|---|---|---|---|"]
+        for n in rep.notebooks:
+            flag = "✓" if n["wall_s"] <= notebook_budget(n["notebook"]) and not n["error"] else "✗"
+            err = f" ({n['error']})" if n["error"] else ""
+            lines.append(f"| {n['notebook']}{err} | {n['wall_s']:.1f} {flag} | {notebook_budget(n['notebook'])} | "
+                         f"{n['peak_rss_mib']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt_target(t):
+    return f"≤ {t:g}" if t else "–"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--skip-notebooks", action="store_true")
+    ap.add_argument("--out", default=str(HERE))
+    args = ap.parse_args(argv)
+
+    os.environ.setdefault("NNDL_PROFILE", "quick")
+    os.environ.setdefault("NNDL_DEVICE", "cpu")
+    rng = np.random.default_rng(0)
+    rep = Report()
+    rep.machine = {
+        "date": time.strftime("%Y-%m-%d"),
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+    try:
+        with open("/proc/cpuinfo") as fh:
+            rep.machine["cpu"] = next(l.split(":", 1)[1].strip() for l in fh if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    print("matmul peak ...", flush=True)
+    rep.peak = matmul_peak()
+    print(rep.peak, flush=True)
+    for fn in (bench_affine, bench_conv2d, lambda r: bench_pool(r, "max"), lambda r: bench_pool(r, "avg"),
+               bench_lstm_step, lambda r: bench_norm(r, "BatchNorm"), lambda r: bench_norm(r, "LayerNorm")):
+        b = fn(rng)
+        print(b.name, b.numpy_ms, b.torch_ms, b.note, flush=True)
+        rep.blocks.append(b)
+    rep.blocks += later_blocks()
+    rep.epochs = bench_epochs()
+    print(rep.epochs, flush=True)
+    if not args.skip_notebooks:
+        for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+            print("running", path.name, "...", flush=True)
+            rep.notebooks.append(run_notebook(path))
+            print(rep.notebooks[-1], flush=True)
+
+    out = Path(args.out)
+    md = to_markdown(rep)
+    (out / "results.md").write_text(md, encoding="utf-8")
+    data = asdict(rep)
+    for b, raw in zip(rep.blocks, data["blocks"]):
+        raw["ratio"] = b.ratio
+    (out / "results.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
