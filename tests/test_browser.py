@@ -360,6 +360,14 @@ _MARK_SLIDER_JS = """(label) => {
     for (const slider of box.querySelectorAll('.widget-slider'))
       if (slider.querySelector('.noUi-handle')) candidates.push([unit, box, slider]);
   }
+  // Controls built by hand (sliders in a box whose .observe handlers redraw an Image widget):
+  // the unit is the whole output that holds both the sliders and the image.
+  if (!candidates.length)
+    for (const unit of document.querySelectorAll('.jp-Notebook .jp-OutputArea-output')) {
+      if (!unit.querySelector('img')) continue;
+      for (const slider of unit.querySelectorAll('.widget-slider'))
+        if (slider.querySelector('.noUi-handle')) candidates.push([unit, unit, slider]);
+    }
   const name = s => (s.querySelector('.widget-label') || {textContent: ''}).textContent.trim();
   const chosen = label ? candidates.find(([, , s]) => name(s) === label) : candidates[0];
   if (!chosen) return 0;
