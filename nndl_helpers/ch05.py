@@ -117,7 +117,7 @@ def _windows(x_pad, kh, kw, stride, dilation):
 
 
 def conv2d_forward(x, W, b, stride=1, padding=0, dilation=1):
-    """Convolution layer, vectorised: im2col by a strided view, then one batched matrix product.
+    """Convolution layer, vectorised: im2col by a strided view, then one matrix product for the batch.
 
     Inputs:  x (N, C_in, H, W_in); W (C_out, C_in, KH, KW); b (C_out,); stride, padding, dilation (ints).
     Returns: out (N, C_out, H_out, W_out), the same numbers as conv2d_forward_naive, and a cache
@@ -128,11 +128,12 @@ def conv2d_forward(x, W, b, stride=1, padding=0, dilation=1):
     C_out, _, KH, KW = W.shape
     windows = _windows(_pad_hw(x, padding), KH, KW, stride, dilation)   # view (N, C_in, H_out, W_out, KH, KW)
     H_out, W_out = windows.shape[2:4]
-    # im2col: rows (c, u, v), columns (i, j), one matrix per sample; this reshape is the only copy
-    cols = windows.transpose(0, 1, 4, 5, 2, 3).reshape(N, C_in * KH * KW, H_out * W_out)
-    out = np.matmul(W.reshape(C_out, -1), cols)                        # (N, C_out, H_out * W_out)
+    # im2col: rows (c, u, v), columns (n, i, j) for the whole batch; this reshape is the only copy
+    cols = windows.transpose(1, 4, 5, 0, 2, 3).reshape(C_in * KH * KW, N * H_out * W_out)
+    out = W.reshape(C_out, -1) @ cols                                  # (C_out, N * H_out * W_out)
     out += b.reshape(C_out, 1)
-    return out.reshape(N, C_out, H_out, W_out), (x.shape, W, cols, stride, padding, dilation)
+    out = out.reshape(C_out, N, H_out, W_out).transpose(1, 0, 2, 3)    # a view in (N, C_out, ...) order
+    return out, (x.shape, W, cols, stride, padding, dilation)
 
 
 def conv2d_backward(dout, cache, *, need_dx=True):
@@ -146,19 +147,21 @@ def conv2d_backward(dout, cache, *, need_dx=True):
     N, C_in, H, W_in = x_shape
     C_out, _, KH, KW = W.shape
     H_out, W_out = dout.shape[2:]
-    delta = dout.reshape(N, C_out, H_out * W_out)
-    db = delta.sum(axis=(0, 2))
-    dW = np.matmul(delta, cols.transpose(0, 2, 1)).sum(axis=0).reshape(W.shape)
+    delta = dout.transpose(1, 0, 2, 3).reshape(C_out, N * H_out * W_out)  # same column order as cols
+    db = delta.sum(axis=1)
+    dW = (delta @ cols.T).reshape(W.shape)
     if not need_dx:
         return None, dW, db
-    dcols = np.matmul(W.reshape(C_out, -1).T, delta).reshape(N, C_in, KH, KW, H_out, W_out)
-    # col2im: kernel offset (u, v) of every window is one strided slice of the padded input
-    dx_pad = np.zeros((N, C_in, H + 2 * padding, W_in + 2 * padding), dtype=dcols.dtype)
+    # col2im, one kernel offset (u, v) at a time: the rows (., u, v) of W^T delta belong to one strided
+    # slice of the padded input, so each step is a small product and one vectorised +=
+    dx_pad = np.zeros((C_in, N, H + 2 * padding, W_in + 2 * padding), dtype=delta.dtype)
     for u in range(KH):
         for v in range(KW):
             r, c = u * dilation, v * dilation
-            dx_pad[:, :, r:r + stride * (H_out - 1) + 1:stride, c:c + stride * (W_out - 1) + 1:stride] += dcols[:, :, u, v]
-    return dx_pad[:, :, padding:padding + H, padding:padding + W_in], dW, db
+            dx_pad[:, :, r:r + stride * (H_out - 1) + 1:stride, c:c + stride * (W_out - 1) + 1:stride] += (
+                (W[:, :, u, v].T @ delta).reshape(C_in, N, H_out, W_out))
+    dx = dx_pad[:, :, padding:padding + H, padding:padding + W_in].transpose(1, 0, 2, 3)
+    return dx, dW, db
 
 
 def max_pool_forward_naive(x, pool_size=2, stride=None):
@@ -352,3 +355,25 @@ class LeNet5:
         """Predicted labels (N,), in batches to bound the memory of the im2col copies."""
         return np.concatenate([self.forward(x[i:i + batch_size])[0].argmax(axis=1)
                                for i in range(0, len(x), batch_size)])
+
+
+import torch
+from torch import nn
+
+
+def lenet5_torch():
+    """The same network in PyTorch (nn.Linear stores W transposed: (D_out, D_in))."""
+    return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+
+
+def copy_lenet_params(params, net):
+    """Load a LeNet5.params dict into lenet5_torch()'s layers."""
+    layers = [m for m in net if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        for l, layer in enumerate(layers, start=1):
+            W = torch.as_tensor(params[f"W{l}"])
+            layer.weight.copy_(W.T if isinstance(layer, nn.Linear) else W)
+            layer.bias.copy_(torch.as_tensor(params[f"b{l}"]))
+    return net
