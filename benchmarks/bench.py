@@ -262,12 +262,40 @@ def bench_norm(rng, kind: str) -> BlockResult:
 
 
 def bench_attention(rng) -> BlockResult:
-    res = BlockResult("multi-head self-attention (ch08)", "", target_ratio=2.0)
+    N, T, D, h = 16, 64, 128, 4
+    res = BlockResult("multi-head self-attention, causal (ch08)", f"x {N}x{T}x{D}, {h} heads, no biases",
+                      target_ratio=2.0)
     ch08 = _module("ch08")
     if ch08 is None:
         res.note = "chapter 8 not yet written"
         return res
-    raise NotImplementedError  # filled in below once chapter 8's API is known
+    x = rng.standard_normal((N, T, D), dtype=np.float32)
+    Ws = [(rng.standard_normal((D, D)) / np.sqrt(D)).astype(np.float32) for _ in range(4)]
+    dout = rng.standard_normal((N, T, D), dtype=np.float32)
+    causal = np.tril(np.ones((T, T), dtype=bool))
+
+    def numpy_step():
+        out, cache = ch08.multi_head_attention_forward(x, *Ws, h, mask=causal)
+        ch08.multi_head_attention_backward(dout, cache)
+
+    # PyTorch at its best on the CPU: the same projections around its fused scaled_dot_product_attention
+    tx = torch.from_numpy(x).requires_grad_()
+    tWq, tWk, tWv, tWo = (torch.from_numpy(w).requires_grad_() for w in Ws)
+    tdout = torch.from_numpy(dout)
+
+    def heads(t):
+        return t.view(N, T, h, D // h).transpose(1, 2)
+
+    def torch_step():
+        o = torch.nn.functional.scaled_dot_product_attention(heads(tx @ tWq), heads(tx @ tWk), heads(tx @ tWv),
+                                                             is_causal=True)
+        out = o.transpose(1, 2).reshape(N, T, D) @ tWo
+        torch.autograd.grad(out, (tx, tWq, tWk, tWv, tWo), tdout)
+
+    res.numpy_ms, res.torch_ms = 1e3 * best_time(numpy_step), 1e3 * best_time(torch_step)
+    # projections 4 * 2 N T D^2, scores and weighted sum 2 * 2 N T^2 D; backward about twice the forward
+    res.gflop = 3 * (8 * N * T * D * D + 4 * N * T * T * D) / 1e9
+    return res
 
 
 # ---------------------------------------------------------------- 3. training epochs
