@@ -1,0 +1,324 @@
+"""Code taught in notebooks/13a_vae.ipynb, reused by later notebooks.
+
+Generated from the notebook's ``#@save`` cells by ``python -m nndl_helpers.nbtools export``.
+Do not edit by hand: change the notebook and export again (a test checks they agree).
+"""
+import numpy as np
+
+from nndl_helpers.ch03 import binary_cross_entropy_with_logits, sigmoid
+from nndl_helpers.ch04 import ACTIVATIONS, affine_backward, affine_forward
+
+
+def reparameterize_forward(mu, logvar, eps):
+    """The reparameterization trick: z = mu + sigma * eps with sigma = exp(logvar / 2).
+
+    Inputs:  mu, logvar (N, K), the mean and log-variance of q(z | x); eps (N, K), a draw of N(0, I).
+    Returns: z (N, K), a sample of N(mu, diag(sigma^2)) that is a differentiable function of mu and
+             logvar; cache for reparameterize_backward.
+    """
+    if not (np.shape(mu) == np.shape(logvar) == np.shape(eps)):
+        raise ValueError(f"reparameterize_forward: mu {np.shape(mu)}, logvar {np.shape(logvar)} and "
+                         f"eps {np.shape(eps)} must have the same shape (N, K)")
+    sigma = np.exp(0.5 * logvar)
+    return mu + sigma * eps, (sigma, eps)
+
+
+def reparameterize_backward(dz, cache):
+    """dz (N, K) -> dmu = dz, dlogvar = dz * eps * sigma / 2 (because d sigma / d logvar = sigma / 2)."""
+    sigma, eps = cache
+    return dz, dz * eps * 0.5 * sigma
+
+
+def gaussian_kl(mu, logvar):
+    """KL(N(mu, diag(exp(logvar))) || N(0, I)), summed over the K latent units, averaged over the N rows.
+
+    KL = 1/2 sum_k (mu_k^2 + sigma_k^2 - 1 - log sigma_k^2), in closed form because both are Gaussian.
+    Returns: kl (float), dmu (N, K) = mu / N, dlogvar (N, K) = (exp(logvar) - 1) / (2 N).
+    """
+    n = mu.shape[0]
+    var = np.exp(logvar)
+    kl = 0.5 * np.sum(mu * mu + var - 1.0 - logvar) / n
+    return float(kl), mu / n, 0.5 * (var - 1.0) / n
+
+
+def bernoulli_nll(logits, x):
+    """-log p(x | z) for a Bernoulli decoder, summed over the D pixels and averaged over the N rows.
+
+    Inputs:  logits (N, D), the decoder's output (p = sigmoid(logits)); x (N, D) in [0, 1].
+    Returns: nll (float, nats per image) and dlogits (N, D) = (sigmoid(logits) - x) / N.
+    It is chapter 3's binary cross-entropy, which averages over all N * D entries, times D.
+    """
+    loss, dlogits = binary_cross_entropy_with_logits(logits, x)
+    d = logits.shape[1]
+    return loss * d, dlogits * d
+
+
+class NumpyVAE:
+    """A VAE made of chapter-4 blocks: two MLPs and the reparameterization trick between them.
+
+    encoder (inference network)   x (N, D) -> affine -> activation -> affine -> [mu | logvar] (N, 2K)
+    decoder (generative network)  z (N, K) -> affine -> activation -> affine -> logits (N, D)
+
+    params  "W1", "b1", "W2", "b2" (encoder), "W3", "b3", "W4", "b4" (decoder), He-initialised;
+            an optimizer updates these arrays in place.
+    """
+
+    def __init__(self, input_dim, hidden=128, latent_dim=2, activation="relu", seed=0, dtype=np.float64):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
+        self.input_dim, self.hidden, self.latent_dim = int(input_dim), int(hidden), int(latent_dim)
+        self.activation, self.dtype = activation, np.dtype(dtype)
+        init_rng = np.random.default_rng(seed)
+        shapes = {"1": (input_dim, hidden), "2": (hidden, 2 * latent_dim),
+                  "3": (latent_dim, hidden), "4": (hidden, input_dim)}
+        self.params = {}
+        for l, (m_in, m_out) in shapes.items():
+            self.params[f"W{l}"] = (np.sqrt(2.0 / m_in) * init_rng.standard_normal((m_in, m_out))).astype(self.dtype)
+            self.params[f"b{l}"] = np.zeros(m_out, dtype=self.dtype)
+
+    def _mlp_forward(self, x, first):
+        """affine -> activation -> affine with layers `first` and `first + 1`."""
+        act_forward = ACTIVATIONS[self.activation][0]
+        p = self.params
+        h_pre, cache_1 = affine_forward(x, p[f"W{first}"], p[f"b{first}"])
+        h, cache_act = act_forward(h_pre)
+        out, cache_2 = affine_forward(h, p[f"W{first + 1}"], p[f"b{first + 1}"])
+        return out, (cache_1, cache_act, cache_2)
+
+    def _mlp_backward(self, dout, cache, first, grads):
+        cache_1, cache_act, cache_2 = cache
+        dh, grads[f"W{first + 1}"], grads[f"b{first + 1}"] = affine_backward(dout, cache_2)
+        dh_pre = ACTIVATIONS[self.activation][1](dh, cache_act)
+        dx, grads[f"W{first}"], grads[f"b{first}"] = affine_backward(dh_pre, cache_1)
+        return dx
+
+    def encode(self, X):
+        """X (N, D) -> mu, logvar, each (N, K): the parameters of q(z | x)."""
+        X = np.asarray(X, dtype=self.dtype)
+        if X.ndim != 2 or X.shape[1] != self.input_dim:
+            raise ValueError(f"NumpyVAE expects X of shape (N, {self.input_dim}), got {X.shape}")
+        stats = self._mlp_forward(X, 1)[0]
+        return stats[:, :self.latent_dim], stats[:, self.latent_dim:]
+
+    def decode(self, z):
+        """z (N, K) -> Bernoulli logits (N, D)."""
+        return self._mlp_forward(np.asarray(z, dtype=self.dtype), 3)[0]
+
+    def loss(self, X, eps):
+        """Negative ELBO (nats per image) for one draw eps (N, K) of N(0, I) per row, and its gradients.
+
+        Returns (loss, grads, parts) with grads a dict keyed like params and
+        parts = {"reconstruction": ..., "kl": ...}, the two terms of the loss.
+        """
+        X = np.asarray(X, dtype=self.dtype)
+        if X.ndim != 2 or X.shape[1] != self.input_dim:
+            raise ValueError(f"NumpyVAE expects X of shape (N, {self.input_dim}), got {X.shape}")
+        k = self.latent_dim
+        stats, enc_cache = self._mlp_forward(X, 1)                       # encoder
+        mu, logvar = stats[:, :k], stats[:, k:]
+        z, rep_cache = reparameterize_forward(mu, logvar, eps)           # z = mu + sigma * eps
+        logits, dec_cache = self._mlp_forward(z, 3)                      # decoder
+        reconstruction, dlogits = bernoulli_nll(logits, X)
+        kl, dmu_kl, dlogvar_kl = gaussian_kl(mu, logvar)
+
+        grads = {}
+        dz = self._mlp_backward(dlogits, dec_cache, 3, grads)
+        dmu, dlogvar = reparameterize_backward(dz, rep_cache)
+        dstats = np.concatenate([dmu + dmu_kl, dlogvar + dlogvar_kl], axis=1)  # both terms reach mu, logvar
+        self._mlp_backward(dstats, enc_cache, 1, grads)
+        return reconstruction + kl, grads, {"reconstruction": reconstruction, "kl": kl}
+
+    def negative_elbo(self, X, rng, batch_size=500):
+        """Mean negative ELBO over all rows of X with one z per row drawn from `rng` (no gradients)."""
+        total = 0.0
+        for start in range(0, len(X), batch_size):
+            x = np.asarray(X[start:start + batch_size], dtype=self.dtype)
+            mu, logvar = self.encode(x)
+            z = reparameterize_forward(mu, logvar, rng.standard_normal(mu.shape).astype(self.dtype))[0]
+            total += (bernoulli_nll(self.decode(z), x)[0] + gaussian_kl(mu, logvar)[0]) * len(x)
+        return total / len(X)
+
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IMAGE_SHAPE = (1, 28, 28)   # what the PyTorch VAE reads and writes: one channel of 28 x 28 pixels
+
+
+def _check_images(x, name):
+    """Raise a ValueError unless x is a batch of images of shape (N, 1, 28, 28)."""
+    if x.ndim != 4 or tuple(x.shape[1:]) != IMAGE_SHAPE:
+        raise ValueError(f"{name}: expected images of shape (N, 1, 28, 28), got {tuple(x.shape)}; "
+                         f"reshape flat MNIST rows with X.reshape(-1, 1, 28, 28)")
+
+
+class VAE(nn.Module):
+    """Variational autoencoder with a Gaussian encoder and a Bernoulli decoder (Kingma & Welling, 2014).
+
+    encoder  q(z | x) = N(mu, diag(exp(logvar))):  x (N, 1, 28, 28) -> 784 -> hidden (x depth) -> 2 * latent_dim
+    decoder  p(x | z) = Bernoulli(sigmoid(logits)): z (N, latent_dim) -> hidden (x depth) -> 784 logits
+    prior    p(z) = N(0, I)
+
+    latent_dim  size of z (2 lets us draw the latent space; 8-32 gives better samples and ELBO).
+    hidden      width of the hidden layers; depth  number of hidden layers in each of the two MLPs.
+    """
+
+    def __init__(self, latent_dim=2, hidden=400, depth=1):
+        super().__init__()
+        if latent_dim < 1 or hidden < 1 or depth < 1:
+            raise ValueError(f"latent_dim, hidden and depth must be >= 1, got {latent_dim}, {hidden}, {depth}")
+        self.latent_dim, self.hidden, self.depth = int(latent_dim), int(hidden), int(depth)
+        d = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2]
+
+        def mlp(sizes):
+            layers = []
+            for m_in, m_out in zip(sizes[:-1], sizes[1:]):
+                layers += [nn.Linear(m_in, m_out), nn.ReLU()]
+            return layers[:-1]   # no activation after the last layer
+
+        self.encoder = nn.Sequential(*mlp([d] + [hidden] * depth + [2 * latent_dim]))
+        self.decoder = nn.Sequential(*mlp([latent_dim] + [hidden] * depth + [d]))
+
+    def encode(self, x):
+        """x (N, 1, 28, 28) in [0, 1] -> (mu, logvar), each (N, latent_dim): the parameters of q(z | x)."""
+        _check_images(x, "VAE.encode")
+        mu, logvar = self.encoder(x.flatten(1)).chunk(2, dim=1)
+        return mu, logvar
+
+    def decode(self, z):
+        """z (N, latent_dim) -> Bernoulli logits (N, 1, 28, 28); sigmoid(logits) is the mean image."""
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"VAE.decode: expected z of shape (N, {self.latent_dim}), got {tuple(z.shape)}")
+        return self.decoder(z).view(-1, *IMAGE_SHAPE)
+
+    def forward(self, x):
+        """x -> (logits, mu, logvar), with one z ~ q(z | x) drawn by the reparameterization trick."""
+        mu, logvar = self.encode(x)
+        return self.decode(reparameterize(mu, logvar)), mu, logvar
+
+
+def reparameterize(mu, logvar):
+    """z = mu + sigma * eps, eps ~ N(0, I): a sample of N(mu, sigma^2) that gradients flow through."""
+    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+
+def vae_loss_terms(logits, x, mu, logvar):
+    """The two terms of the negative ELBO, in nats per image (averaged over the batch).
+
+    reconstruction  -log p(x | z) = sum over pixels of the binary cross-entropy of x under sigmoid(logits)
+    kl              KL(q(z | x) || N(0, I)) = 1/2 sum_k (mu_k^2 + sigma_k^2 - 1 - log sigma_k^2)
+    """
+    n = x.shape[0]
+    reconstruction = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / n
+    kl = 0.5 * torch.sum(mu * mu + logvar.exp() - 1.0 - logvar) / n
+    return reconstruction, kl
+
+
+def vae_loss(logits, x, mu, logvar):
+    """Negative ELBO in nats per image, averaged over the batch (a scalar tensor to minimise)."""
+    reconstruction, kl = vae_loss_terms(logits, x, mu, logvar)
+    return reconstruction + kl
+
+
+def as_image_tensor(X, name="X"):
+    """A float32 tensor (N, 1, 28, 28) from a NumPy array or tensor; ValueError for wrong shapes or values."""
+    X = torch.as_tensor(X).float()
+    _check_images(X, name)
+    if len(X) == 0:
+        raise ValueError(f"{name} is empty: there are no images to use")
+    lo, hi = float(X.min()), float(X.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(f"{name}: pixel values must lie in [0, 1] (Bernoulli means), got [{lo:g}, {hi:g}]; "
+                         f"divide 8-bit images by 255")
+    return X
+
+
+def train_vae(model, X, *, epochs, batch_size=128, lr=1e-3, device="cpu", seed=0, on_step=None):
+    """Train `model` (a VAE) in place with Adam on the negative ELBO.
+
+    X        float32 NumPy array or tensor (N, 1, 28, 28) in [0, 1]; moved to `device` once.
+    on_step  optional callback on_step(step, loss) after every step (step counts from 0).
+    Returns the list of per-step losses (negative ELBO of each mini-batch, nats per image).
+    The model stays on `device`, in eval mode. Seeds torch's global generator with `seed` (the noise eps).
+    """
+    if int(epochs) != epochs or epochs < 0 or int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"train_vae: epochs must be an integer >= 0 and batch_size an integer >= 1, "
+                         f"got epochs={epochs!r}, batch_size={batch_size!r}")
+    device = torch.device(device)
+    X = as_image_tensor(X).to(device)
+    model.to(device).train()
+    torch.manual_seed(seed)                          # the eps of the reparameterization trick
+    shuffle = torch.Generator().manual_seed(seed)    # the order of the mini-batches
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(int(epochs)):
+        order = torch.randperm(len(X), generator=shuffle).to(device)
+        for start in range(0, len(X), int(batch_size)):
+            x = X[order[start:start + int(batch_size)]]
+            logits, mu, logvar = model(x)
+            loss = vae_loss(logits, x, mu, logvar)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            if on_step is not None:
+                on_step(len(losses) - 1, losses[-1])
+    model.eval()
+    return losses
+
+
+@torch.no_grad()
+def evaluate_vae(model, X, *, batch_size=1000, device="cpu", seed=0):
+    """Mean negative ELBO (nats per image) of `model` on the images X, one z ~ q(z | x) per image.
+
+    The noise comes from `seed` inside a forked random state, so evaluating does not disturb training.
+    Returns (negative ELBO, reconstruction term, KL term), floats averaged over all of X.
+    """
+    device = torch.device(device)
+    X = as_image_tensor(X)
+    was_training = model.training
+    model.to(device).eval()
+    totals = torch.zeros(2, dtype=torch.float64)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for start in range(0, len(X), batch_size):
+            x = X[start:start + batch_size].to(device)
+            logits, mu, logvar = model(x)
+            reconstruction, kl = vae_loss_terms(logits, x, mu, logvar)
+            totals += torch.stack([reconstruction, kl]).double().cpu() * len(x)
+    model.train(was_training)
+    reconstruction, kl = (totals / len(X)).tolist()
+    return reconstruction + kl, reconstruction, kl
+
+
+@torch.no_grad()
+def importance_log_likelihood(model, X, *, samples=64, batch_size=100, device="cpu", seed=0):
+    """Estimate of the mean log p(x) in nats with `samples` importance samples from q(z | x) per image:
+
+        log p(x) >= log (1/S) sum_s p(x | z_s) p(z_s) / q(z_s | x),   z_s ~ q(z | x)
+
+    a bound that is, in expectation, never below the ELBO (S = 1) and tightens towards log p(x) as S grows.
+    """
+    device = torch.device(device)
+    X = as_image_tensor(X)
+    model.to(device).eval()
+    log_2pi = math.log(2 * math.pi)
+    total = 0.0
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for start in range(0, len(X), batch_size):
+            x = X[start:start + batch_size].to(device)
+            mu, logvar = model.encode(x)
+            eps = torch.randn(samples, *mu.shape, device=device)
+            z = mu + torch.exp(0.5 * logvar) * eps                                   # (S, n, K)
+            logits = model.decode(z.flatten(0, 1)).view(samples, len(x), -1)
+            log_px_z = -F.binary_cross_entropy_with_logits(
+                logits, x.flatten(1).expand(samples, -1, -1), reduction="none").sum(-1)
+            log_pz = -0.5 * (z * z + log_2pi).sum(-1)
+            log_qz = -0.5 * (eps * eps + logvar + log_2pi).sum(-1)
+            log_w = (log_px_z + log_pz - log_qz).double()
+            total += float((torch.logsumexp(log_w, dim=0) - math.log(samples)).sum())
+    return total / len(X)

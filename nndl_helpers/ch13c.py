@@ -1,0 +1,398 @@
+"""Code taught in notebooks/13c_diffusion.ipynb, reused by later notebooks.
+
+Generated from the notebook's ``#@save`` cells by ``python -m nndl_helpers.nbtools export``.
+Do not edit by hand: change the notebook and export again (a test checks they agree).
+"""
+import math
+
+import numpy as np
+
+from nndl_helpers.ch04 import ACTIVATIONS, affine_backward, affine_forward
+
+SCHEDULES = ("linear", "cosine")
+
+
+class NoiseSchedule:
+    """The variances beta_1..beta_T of the forward process and the products derived from them.
+
+    kind "linear" (Ho et al., 2020): beta_t rises linearly from 1e-4 to 0.02 for T = 1000 (both scaled
+         by 1000 / T so that other T give a comparable path);
+         "cosine" (Nichol & Dhariwal, 2021): alpha_bar(t) = f(t) / f(0), f(t) = cos^2((t/T + s)/(1 + s) pi/2),
+         s = 0.008, with beta_t clipped at 0.999.
+    Arrays are indexed by t - 1 for t = 1..T (index 0 is the first noising step), float64:
+        betas, alphas = 1 - betas, alpha_bars = cumprod(alphas),
+        alpha_bars_prev (alpha_bar_{t-1}, with alpha_bar_0 = 1),
+        posterior_variance = beta_tilde_t = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t).
+    """
+
+    def __init__(self, T, kind="linear"):
+        if int(T) != T or T < 1:
+            raise ValueError(f"NoiseSchedule: T must be an integer >= 1, got {T!r}")
+        if kind not in SCHEDULES:
+            raise ValueError(f"NoiseSchedule: unknown kind {kind!r}; choose one of {SCHEDULES}")
+        self.T, self.kind = int(T), kind
+        if kind == "linear":
+            scale = 1000.0 / self.T
+            self.betas = np.linspace(1e-4 * scale, min(0.02 * scale, 0.999), self.T)
+        else:
+            s = 0.008
+            f = np.cos((np.arange(self.T + 1) / self.T + s) / (1 + s) * np.pi / 2) ** 2
+            self.betas = np.clip(1 - f[1:] / f[:-1], 0.0, 0.999)
+        self.alphas = 1.0 - self.betas
+        self.alpha_bars = np.cumprod(self.alphas)
+        self.alpha_bars_prev = np.concatenate([[1.0], self.alpha_bars[:-1]])
+        self.posterior_variance = self.betas * (1 - self.alpha_bars_prev) / (1 - self.alpha_bars)
+
+    def __repr__(self):
+        return f"NoiseSchedule(T={self.T}, kind={self.kind!r})"
+
+    def check_t(self, t):
+        """Integer time steps t in 1..T as an int array; ValueError otherwise."""
+        t = np.asarray(t)
+        if t.size and (not np.issubdtype(t.dtype, np.integer) or t.min() < 1 or t.max() > self.T):
+            raise ValueError(f"time steps must be integers in 1..{self.T} for {self!r}, got values in "
+                             f"[{t.min()}, {t.max()}] of dtype {t.dtype}")
+        return t
+
+
+def q_sample(x0, t, eps, schedule):
+    """The forward process in closed form: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps.
+
+    Inputs:  x0 (N, ...) clean data; t (N,) integer steps in 1..T; eps (N, ...) a draw of N(0, I).
+    Returns: x_t (N, ...), a sample of q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I).
+    """
+    t = schedule.check_t(t)
+    if np.shape(x0) != np.shape(eps) or t.shape != (np.shape(x0)[0],):
+        raise ValueError(f"q_sample: x0 {np.shape(x0)} and eps {np.shape(eps)} must have the same shape (N, ...) "
+                         f"and t shape (N,), got t {t.shape}")
+    a_bar = schedule.alpha_bars[t - 1].reshape((-1,) + (1,) * (np.ndim(x0) - 1)).astype(np.asarray(x0).dtype)
+    return np.sqrt(a_bar) * x0 + np.sqrt(1 - a_bar) * eps
+
+
+def timestep_embedding(t, dim, max_period=10_000.0):
+    """Sinusoidal embedding of the time step (as the Transformer's positional encoding, chapter 8).
+
+    t (N,) numbers -> (N, dim): [sin(t w_0), ..., sin(t w_{h-1}), cos(t w_0), ..., cos(t w_{h-1})],
+    w_k = max_period^(-k / h), h = dim // 2. No parameters: the network learns what to read from it.
+    """
+    if dim < 2 or dim % 2:
+        raise ValueError(f"timestep_embedding: dim must be an even number >= 2, got {dim}")
+    half = dim // 2
+    freqs = np.exp(-math.log(max_period) * np.arange(half) / half)
+    args = np.asarray(t, dtype=np.float64)[:, None] * freqs[None, :]
+    return np.concatenate([np.sin(args), np.cos(args)], axis=1)
+
+
+class DenoiserMLP:
+    """The noise predictor eps_theta(x_t, t) for vectors x_t (N, D): an MLP that reads t at every layer.
+
+        e   = timestep_embedding(t, emb_dim)                         (N, E), fixed features of t
+        h_0 = x_t;  h_l = act([h_{l-1} | e] W_l + b_l),  l = 1..L-1    (concatenating e = adding e U_l)
+        eps_hat = [h_{L-1} | e] W_L + b_L                             (N, D)
+
+    Made of chapter-4 blocks (affine_forward/backward, ACTIVATIONS). params W1, b1, ..., WL, bL;
+    He initialisation (small last layer, so that training starts from eps_hat ~ 0).
+    """
+
+    def __init__(self, data_dim=2, hidden=128, depth=3, emb_dim=32, activation="silu", T=100,
+                 seed=0, dtype=np.float64):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
+        self.data_dim, self.hidden, self.depth, self.emb_dim = int(data_dim), int(hidden), int(depth), int(emb_dim)
+        self.activation, self.dtype, self.T = activation, np.dtype(dtype), int(T)
+        init_rng = np.random.default_rng(seed)
+        sizes = [self.data_dim] + [self.hidden] * self.depth + [self.data_dim]
+        self.params = {}
+        for l, (m_in, m_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+            fan_in = m_in + self.emb_dim
+            std = np.sqrt(2.0 / fan_in) * (0.1 if l == len(sizes) - 1 else 1.0)
+            self.params[f"W{l}"] = (std * init_rng.standard_normal((fan_in, m_out))).astype(self.dtype)
+            self.params[f"b{l}"] = np.zeros(m_out, dtype=self.dtype)
+
+    @property
+    def num_params(self):
+        return sum(p.size for p in self.params.values())
+
+    def embed(self, t):
+        # the period max_period = 10 T makes the slowest feature turn by about 1/10 of a cycle over t = 1..T
+        return timestep_embedding(t, self.emb_dim, max_period=10.0 * self.T).astype(self.dtype)
+
+    def forward(self, x, t):
+        """x (N, D), t (N,) or one int -> eps_hat (N, D) and the cache for backward."""
+        x = np.asarray(x, dtype=self.dtype)
+        if x.ndim != 2 or x.shape[1] != self.data_dim:
+            raise ValueError(f"DenoiserMLP expects x of shape (N, {self.data_dim}), got {x.shape}")
+        if np.ndim(t) == 0:                       # one time step for the whole batch (the samplers)
+            t = np.full(len(x), t)
+        if np.shape(t) != (len(x),):
+            raise ValueError(f"DenoiserMLP expects t of shape ({len(x)},), got {np.shape(t)}")
+        e = self.embed(t)
+        act_forward = ACTIVATIONS[self.activation][0]
+        h, caches = x, []
+        for l in range(1, self.depth + 2):
+            width = h.shape[1]
+            z, affine_cache = affine_forward(np.concatenate([h, e], axis=1), self.params[f"W{l}"], self.params[f"b{l}"])
+            act_cache = None
+            if l <= self.depth:
+                h, act_cache = act_forward(z)
+            caches.append((affine_cache, act_cache, width))
+        return z, caches
+
+    def backward(self, dout, caches):
+        """dout = dL/d eps_hat (N, D) -> (dx (N, D), grads dict like params). The embedding has no parameters."""
+        act_backward = ACTIVATIONS[self.activation][1]
+        grads = {}
+        for l in range(self.depth + 1, 0, -1):
+            affine_cache, act_cache, width = caches[l - 1]
+            if l <= self.depth:
+                dout = act_backward(dh, act_cache)
+            dinput, grads[f"W{l}"], grads[f"b{l}"] = affine_backward(dout, affine_cache)
+            dh = dinput[:, :width]          # the columns of e carry no gradient anywhere
+        return dh, grads
+
+    def __call__(self, x, t):
+        return self.forward(x, t)[0]
+
+
+def eps_mse_loss(eps_hat, eps):
+    """The simplified DDPM objective, mean over all N * D entries of (eps_hat - eps)^2.
+
+    Returns: loss (float) and d eps_hat = 2 (eps_hat - eps) / (N D).
+    """
+    if np.shape(eps_hat) != np.shape(eps):
+        raise ValueError(f"eps_mse_loss: eps_hat {np.shape(eps_hat)} and eps {np.shape(eps)} differ in shape")
+    diff = eps_hat - eps
+    return float(np.mean(diff * diff)), 2.0 * diff / diff.size
+
+
+def ddpm_loss(model, x0, t, eps, schedule):
+    """L_simple for one batch: noise x0 to x_t with eps, predict eps back. Returns (loss, grads)."""
+    x_t = q_sample(x0, t, eps, schedule)
+    eps_hat, caches = model.forward(x_t, t)
+    loss, deps_hat = eps_mse_loss(eps_hat, eps)
+    _, grads = model.backward(deps_hat, caches)
+    return loss, grads
+
+
+def ddpm_sample(predict_eps, schedule, x_T, draw_noise, keep_path=False):
+    """Ancestral sampling (Ho et al., 2020, Algorithm 2), for NumPy arrays and torch tensors alike.
+
+    For t = T, ..., 1:  x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_theta(x_t, t)) / sqrt(alpha_t) + sigma_t z,
+    z ~ N(0, I) (none at t = 1), sigma_t^2 = beta_tilde_t, the variance of q(x_{t-1} | x_t, x_0).
+
+    predict_eps  function (x_t, t) -> eps_hat with the shape of x_t, t a Python int in 1..T.
+    x_T          the starting noise (N, ...); draw_noise(x) returns a fresh N(0, I) draw shaped like x.
+    Returns x_0, or with keep_path=True the list [x_T, ..., x_0] (T + 1 entries).
+    """
+    x, path = x_T, [x_T]
+    for t in range(schedule.T, 0, -1):
+        beta, alpha, alpha_bar = (float(a[t - 1]) for a in (schedule.betas, schedule.alphas, schedule.alpha_bars))
+        mean = (x - beta / math.sqrt(1 - alpha_bar) * predict_eps(x, t)) / math.sqrt(alpha)
+        x = mean + math.sqrt(float(schedule.posterior_variance[t - 1])) * draw_noise(x) if t > 1 else mean
+        if keep_path:
+            path.append(x)
+    return path if keep_path else x
+
+
+def sampling_timesteps(T, steps):
+    """`steps` time steps from T down to 1, evenly spaced (DDIM's sub-sequence tau), as a list of ints."""
+    if int(steps) != steps or not 1 <= steps <= T:
+        raise ValueError(f"the number of sampling steps must be an integer in 1..{T}, got {steps!r}")
+    return sorted({int(round(v)) for v in np.linspace(T, 1, int(steps))}, reverse=True)
+
+
+def ddim_sample(predict_eps, schedule, x_T, steps, eta=0.0, draw_noise=None, clip_x0=None):
+    """DDIM sampling (Song et al., 2021) on `steps` of the T time steps; eta = 0 is deterministic.
+
+    From t to the next step s < t (alpha_bar_s = 1 after the last step):
+        x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps_hat) / sqrt(alpha_bar_t)
+        x_s    = sqrt(alpha_bar_s) x0_hat + sqrt(1 - alpha_bar_s - sigma^2) eps_hat + sigma z,
+        sigma  = eta sqrt((1 - alpha_bar_s) / (1 - alpha_bar_t)) sqrt(1 - alpha_bar_t / alpha_bar_s).
+    With eta = 1 and steps = T this is exactly ddpm_sample. draw_noise is needed only when eta > 0;
+    clip_x0 = (lo, hi) clips x0_hat to the data's range (NumPy arrays and torch tensors both have .clip).
+    """
+    if eta > 0 and draw_noise is None:
+        raise ValueError("ddim_sample with eta > 0 adds noise: pass draw_noise")
+    taus = sampling_timesteps(schedule.T, steps)
+    x = x_T
+    for i, t in enumerate(taus):
+        a_t = float(schedule.alpha_bars[t - 1])
+        a_s = float(schedule.alpha_bars[taus[i + 1] - 1]) if i + 1 < len(taus) else 1.0
+        eps_hat = predict_eps(x, t)
+        x0_hat = (x - math.sqrt(1 - a_t) * eps_hat) / math.sqrt(a_t)
+        if clip_x0 is not None:
+            x0_hat = x0_hat.clip(*clip_x0)
+            eps_hat = (x - math.sqrt(a_t) * x0_hat) / math.sqrt(1 - a_t)   # the noise that fits the clipped x0_hat
+        sigma = eta * math.sqrt((1 - a_s) / (1 - a_t) * (1 - a_t / a_s))
+        x = math.sqrt(a_s) * x0_hat + math.sqrt(max(1 - a_s - sigma**2, 0.0)) * eps_hat
+        if sigma > 0:
+            x = x + sigma * draw_noise(x)
+    return x
+
+
+def energy_distance(X, Y):
+    """Energy distance D^2(P, Q) = 2 E|X - Y| - E|X - X'| - E|Y - Y'| between two samples (Szekely & Rizzo).
+
+    X (n, D), Y (m, D), n, m >= 2. D^2 >= 0 with equality only if P = Q; within-sample terms skip
+    the diagonal (U-statistics), so the estimate is unbiased and can be slightly negative when P = Q.
+    """
+    X, Y = np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64)
+    if X.ndim != 2 or Y.ndim != 2 or X.shape[1] != Y.shape[1] or len(X) < 2 or len(Y) < 2:
+        raise ValueError(f"energy_distance needs two samples (n, D), (m, D) with n, m >= 2, got {X.shape}, {Y.shape}")
+
+    def mean_dist(A, B, same):
+        sq = (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2 * A @ B.T
+        d = np.sqrt(np.maximum(sq, 0.0))
+        if same:
+            return (d.sum() - np.trace(d)) / (len(A) * (len(A) - 1))
+        return d.mean()
+
+    return float(2 * mean_dist(X, Y, False) - mean_dist(X, X, True) - mean_dist(Y, Y, True))
+
+
+def train_denoiser(model, data, schedule, *, steps, batch_size=128, lr=1e-3, lr_min=1e-5, seed=0, on_step=None):
+    """Train a DenoiserMLP in place on the rows of `data` (N, D) with L_simple and Adam (chapter 7).
+
+    Every step: a batch of rows, t ~ U{1..T}, eps ~ N(0, I); lr follows a cosine decay from lr to lr_min.
+    on_step(step, loss) is called after every step. Returns the list of per-step losses.
+    """
+    from nndl_helpers.ch07 import Adam as AdamOptimizer, cosine_schedule
+
+    data = np.asarray(data, dtype=model.dtype)
+    if data.ndim != 2 or data.shape[1] != model.data_dim:
+        raise ValueError(f"train_denoiser: data must have shape (N, {model.data_dim}), got {data.shape}")
+    step_rng = np.random.default_rng(seed)
+    optimizer, lr_at = AdamOptimizer(lr=lr), cosine_schedule(lr, steps, lr_min)
+    losses = []
+    for step in range(int(steps)):
+        rows = step_rng.integers(0, len(data), batch_size)
+        t = step_rng.integers(1, schedule.T + 1, batch_size)
+        eps = step_rng.standard_normal((batch_size, model.data_dim)).astype(model.dtype)
+        loss, grads = ddpm_loss(model, data[rows], t, eps, schedule)
+        optimizer.lr = lr_at(step)
+        optimizer.step(model.params, grads)
+        losses.append(loss)
+        if on_step is not None:
+            on_step(step, loss)
+    return losses
+
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def timestep_embedding_torch(t, dim, max_period=10_000.0):
+    """timestep_embedding for a tensor t (N,) on any device -> (N, dim) float32 tensor."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None, :]
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+
+
+class ResidualBlock(nn.Module):
+    """GroupNorm -> SiLU -> conv3x3, plus a per-channel bias from the time embedding, twice; a skip connection."""
+
+    def __init__(self, c_in, c_out, emb_dim, groups=8):
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(min(groups, c_in), c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.time = nn.Linear(emb_dim, c_out)
+        self.norm2, self.conv2 = nn.GroupNorm(min(groups, c_out), c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x, emb):
+        h = self.conv1(F.silu(self.norm1(x))) + self.time(emb)[:, :, None, None]
+        return self.conv2(F.silu(self.norm2(h))) + self.skip(x)
+
+
+class TinyUNet(nn.Module):
+    """eps_theta(x_t, t) for (N, 1, 28, 28) images: a U-Net with levels 28, 14 and 7 pixels wide.
+
+    channels  (c1, c2, c3), the widths of the three levels; T  the number of diffusion steps (the
+    embedding's slowest period is 10 T, as in DenoiserMLP).
+    """
+
+    def __init__(self, channels=(16, 32, 64), T=1000, emb_dim=64):
+        super().__init__()
+        c1, c2, c3 = channels
+        self.T, self.emb_dim = int(T), int(emb_dim)
+        self.time_mlp = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.stem = nn.Conv2d(1, c1, 3, padding=1)
+        self.enc1 = ResidualBlock(c1, c1, emb_dim)
+        self.down1 = nn.Conv2d(c1, c2, 3, stride=2, padding=1)          # 28 -> 14
+        self.enc2 = ResidualBlock(c2, c2, emb_dim)
+        self.down2 = nn.Conv2d(c2, c3, 3, stride=2, padding=1)          # 14 -> 7
+        self.middle = ResidualBlock(c3, c3, emb_dim)
+        self.up2 = nn.ConvTranspose2d(c3, c2, 2, stride=2)              # 7 -> 14
+        self.dec2 = ResidualBlock(2 * c2, c2, emb_dim)                  # after the skip connection
+        self.up1 = nn.ConvTranspose2d(c2, c1, 2, stride=2)              # 14 -> 28
+        self.dec1 = ResidualBlock(2 * c1, c1, emb_dim)
+        self.head = nn.Sequential(nn.GroupNorm(min(8, c1), c1), nn.SiLU(), nn.Conv2d(c1, 1, 3, padding=1))
+
+    def forward(self, x, t):
+        if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
+            raise ValueError(f"TinyUNet expects images of shape (N, 1, 28, 28), got {tuple(x.shape)}")
+        emb = self.time_mlp(timestep_embedding_torch(t, self.emb_dim, max_period=10.0 * self.T))
+        h1 = self.enc1(self.stem(x), emb)
+        h2 = self.enc2(self.down1(h1), emb)
+        h = self.middle(self.down2(h2), emb)
+        h = self.dec2(torch.cat([self.up2(h), h2], dim=1), emb)
+        h = self.dec1(torch.cat([self.up1(h), h1], dim=1), emb)
+        return self.head(h)
+
+
+def train_ddpm(model, X, schedule, *, steps, batch_size=128, lr=1e-3, device="cpu", seed=0,
+               ema_decay=None, on_step=None):
+    """Train `model` (eps_theta(x, t) on tensors) in place with L_simple and AdamW with a cosine decay.
+
+    X  (N, ...) float32 data of unit scale (images in [-1, 1]), moved to `device` once.
+    ema_decay  if given, also keep an exponential moving average of the weights, the usual choice for
+               sampling. On CUDA the forward pass runs in bfloat16 (torch.autocast).
+    Returns (losses, sampler model): the EMA copy if ema_decay is given, else `model`; both in eval mode.
+    """
+    from nndl_helpers.ch07 import cosine_schedule
+
+    device = torch.device(device)
+    X = torch.as_tensor(X, dtype=torch.float32).to(device)
+    model.to(device).train()
+    ema = copy.deepcopy(model).eval() if ema_decay else None
+    alpha_bars = torch.tensor(schedule.alpha_bars, dtype=torch.float32, device=device)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    lr_at = cosine_schedule(lr, steps, lr * 0.05)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_at(step) / lr)
+    losses = []
+    for step in range(int(steps)):
+        x0 = X[torch.randint(0, len(X), (batch_size,), generator=gen, device=device)]
+        t = torch.randint(1, schedule.T + 1, (batch_size,), generator=gen, device=device)
+        eps = torch.randn(x0.shape, generator=gen, device=device)
+        a_bar = alpha_bars[t - 1].view(-1, *([1] * (x0.ndim - 1)))
+        x_t = a_bar.sqrt() * x0 + (1 - a_bar).sqrt() * eps
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss = F.mse_loss(model(x_t, t).float(), eps)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        if ema is not None:
+            with torch.no_grad():
+                for p_ema, p in zip(ema.parameters(), model.parameters()):
+                    p_ema.lerp_(p, 1 - ema_decay)
+        losses.append(loss.item())
+        if on_step is not None:
+            on_step(step, losses[-1])
+    model.eval()
+    return losses, (ema if ema is not None else model)
+
+
+def torch_eps_predictor(model, device="cpu"):
+    """Wrap a network model(x, t_tensor) as predict_eps(x, t_int) for ddpm_sample / ddim_sample (no gradients)."""
+    device = torch.device(device)
+
+    @torch.no_grad()
+    def predict_eps(x, t):
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            return model(x, torch.full((len(x),), t, device=x.device, dtype=torch.long)).float()
+    return predict_eps
