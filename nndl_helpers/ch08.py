@@ -61,10 +61,12 @@ def _check_mask(mask, scores_shape):
     if mask.dtype != np.bool_:
         raise ValueError(f"mask must be boolean (True = may attend), got dtype {mask.dtype}")
     try:
-        np.broadcast_shapes(mask.shape, scores_shape)
+        fits = np.broadcast_shapes(mask.shape, scores_shape) == tuple(scores_shape)   # and does not add axes
     except ValueError:
-        raise ValueError(f"mask of shape {mask.shape} does not broadcast to the scores' shape "
-                         f"{scores_shape} (..., T_q, T_k)") from None
+        fits = False
+    if not fits:
+        raise ValueError(f"mask of shape {mask.shape} does not broadcast to the scores' shape {scores_shape} "
+                         f"(..., T_q, T_k); a key padding mask is (N, 1, 1, T_k), as padding_mask() makes")
     if not mask.any(axis=-1).all():
         raise ValueError("the mask hides every key from some query: each row needs at least one True")
     return mask
@@ -103,32 +105,69 @@ def scaled_dot_product_attention_backward(dO, cache):
     return dS @ K, np.swapaxes(dS, -1, -2) @ Q, dV
 
 
+def multi_head_cross_attention_forward(x_q, x_kv, Wq, Wk, Wv, Wo, num_heads, mask=None):
+    """Multi-head attention (no biases): queries from x_q, keys and values from x_kv; vectorised over batch and heads.
+
+    x_q (N, Tq, D), the sequence that asks (the decoder); x_kv (N, Tk, D_kv), the sequence that is read (the
+    encoder's output); Tq and Tk may differ. Wq (D, D); Wk, Wv (D_kv, D); Wo (D, D_out); num_heads h divides D.
+    mask: None or boolean broadcastable to (N, h, Tq, Tk), True = may attend. For the encoder's padding use
+          padding_mask(src_lengths, Tk) (N, 1, 1, Tk); a 2-D mask is read as (Tq, Tk).
+    Returns out (N, Tq, D_out) = concat_m(softmax(Q_m K_m^T / sqrt(d_k) + mask) V_m) Wo with Q = x_q Wq,
+    K = x_kv Wk, V = x_kv Wv, and a cache; cache[4] is the attention cache, cache[4][3] the weights (N, h, Tq, Tk).
+    float32 in -> float32 out (the dtype of the inputs and the weights is kept).
+    """
+    if np.ndim(x_q) != 3 or np.ndim(x_kv) != 3 or x_q.shape[0] != x_kv.shape[0]:
+        raise ValueError(f"need x_q (N, T_q, D) and x_kv (N, T_k, D_kv) with the same batch size N, "
+                         f"got shapes {np.shape(x_q)} and {np.shape(x_kv)}")
+    (N, Tq, D), (_, Tk, D_kv) = x_q.shape, x_kv.shape
+    h = int(num_heads)
+    if h < 1 or D % h:
+        raise ValueError(f"num_heads={num_heads} must divide the model width D={D}")
+    if Wq.shape != (D, D) or Wk.shape != (D_kv, D) or Wv.shape != (D_kv, D) or Wo.shape[0] != D:
+        raise ValueError(f"need Wq ({D}, {D}), Wk and Wv ({D_kv}, {D}), Wo ({D}, D_out); got {Wq.shape}, "
+                         f"{Wk.shape}, {Wv.shape}, {Wo.shape}")
+    d_k = D // h
+    W_kv = np.concatenate([Wk, Wv], axis=1)                            # (D_kv, 2D): one product for K and V
+    x_q2d, x_kv2d = x_q.reshape(N * Tq, D), x_kv.reshape(N * Tk, D_kv)
+    q = (x_q2d @ Wq).reshape(N, Tq, h, d_k).transpose(0, 2, 1, 3)           # (N, h, Tq, d_k), a view
+    kv = (x_kv2d @ W_kv).reshape(N, Tk, 2, h, d_k).transpose(2, 0, 3, 1, 4)  # (2, N, h, Tk, d_k), a view
+    heads, attn_cache = scaled_dot_product_attention_forward(q, kv[0], kv[1], mask)
+    concat = heads.transpose(0, 2, 1, 3).reshape(N * Tq, D)           # (N Tq, D): heads side by side
+    out = (concat @ Wo).reshape(N, Tq, Wo.shape[1])
+    return out, (x_q2d, x_kv2d, Wq, W_kv, attn_cache, concat, Wo, (N, Tq, Tk, D, D_kv, h, d_k))
+
+
+def multi_head_cross_attention_backward(dout, cache):
+    """Gradients of multi_head_cross_attention_forward, given dout = dL/dout (N, Tq, D_out).
+
+    Returns a dict: dx_q (N, Tq, D), dx_kv (N, Tk, D_kv), dWq (D, D), dWk, dWv (D_kv, D), dWo (D, D_out).
+    """
+    x_q2d, x_kv2d, Wq, W_kv, attn_cache, concat, Wo, (N, Tq, Tk, D, D_kv, h, d_k) = cache
+    dout2d = dout.reshape(N * Tq, Wo.shape[1])
+    dWo = concat.T @ dout2d
+    dheads = (dout2d @ Wo.T).reshape(N, Tq, h, d_k).transpose(0, 2, 1, 3)      # (N, h, Tq, d_k)
+    dq, dk, dv = scaled_dot_product_attention_backward(dheads, attn_cache)
+    dq2d = dq.transpose(0, 2, 1, 3).reshape(N * Tq, D)
+    dkv = np.empty((N, Tk, 2, h, d_k), dtype=dk.dtype)
+    dkv_heads = dkv.transpose(2, 0, 3, 1, 4)                          # the forward's layout, as a view
+    dkv_heads[0], dkv_heads[1] = dk, dv
+    dkv = dkv.reshape(N * Tk, 2 * D)
+    dW_kv = x_kv2d.T @ dkv
+    return {"dx_q": (dq2d @ Wq.T).reshape(N, Tq, D), "dx_kv": (dkv @ W_kv.T).reshape(N, Tk, D_kv),
+            "dWq": x_q2d.T @ dq2d, "dWk": dW_kv[:, :D], "dWv": dW_kv[:, D:], "dWo": dWo}
+
+
 def multi_head_attention_forward(x, Wq, Wk, Wv, Wo, num_heads, mask=None):
-    """Multi-head self-attention (no biases), vectorised over batch and heads.
+    """Multi-head self-attention: multi_head_cross_attention_forward with x_q = x_kv = x.
 
     x (N, T, D); Wq, Wk, Wv (D, D); Wo (D, D_out); num_heads h divides D (head size d_k = D / h).
     mask: None or boolean broadcastable to (N, h, T, T), True = may attend: causal_mask(T) (T, T),
           padding_mask(lengths, T) (N, 1, 1, T), or their & .
-    Returns out (N, T, D_out) = concat_m(softmax(Q_m K_m^T / sqrt(d_k) + mask) V_m) Wo, and a cache.
-    float32 in -> float32 out (the dtype of x and the weights is kept).
+    Returns out (N, T, D_out) and a cache (the cross-attention's; cache[4][3] holds the weights).
     """
     if np.ndim(x) != 3:
         raise ValueError(f"x must be (N, T, D), got shape {np.shape(x)}")
-    N, T, D = x.shape
-    h = int(num_heads)
-    if h < 1 or D % h:
-        raise ValueError(f"num_heads={num_heads} must divide the model width D={D}")
-    if Wq.shape != (D, D) or Wk.shape != (D, D) or Wv.shape != (D, D) or Wo.shape[0] != D:
-        raise ValueError(f"need Wq, Wk, Wv ({D}, {D}) and Wo ({D}, D_out); got {Wq.shape}, {Wk.shape}, "
-                         f"{Wv.shape}, {Wo.shape}")
-    d_k = D // h
-    W_qkv = np.concatenate([Wq, Wk, Wv], axis=1)                      # (D, 3D): one product for Q, K, V
-    x2d = x.reshape(N * T, D)
-    qkv = (x2d @ W_qkv).reshape(N, T, 3, h, d_k).transpose(2, 0, 3, 1, 4)   # (3, N, h, T, d_k), a view
-    heads, attn_cache = scaled_dot_product_attention_forward(qkv[0], qkv[1], qkv[2], mask)
-    concat = heads.transpose(0, 2, 1, 3).reshape(N * T, D)            # (N T, D): heads side by side
-    out = (concat @ Wo).reshape(N, T, Wo.shape[1])
-    return out, (x2d, W_qkv, Wo, concat, attn_cache, (N, T, D, h, d_k))
+    return multi_head_cross_attention_forward(x, x, Wq, Wk, Wv, Wo, num_heads, mask)
 
 
 def multi_head_attention_backward(dout, cache):
@@ -136,18 +175,9 @@ def multi_head_attention_backward(dout, cache):
 
     Returns a dict: dx (N, T, D), dWq, dWk, dWv (D, D), dWo (D, D_out); dtype of dout.
     """
-    x2d, W_qkv, Wo, concat, attn_cache, (N, T, D, h, d_k) = cache
-    dout2d = dout.reshape(N * T, Wo.shape[1])
-    dWo = concat.T @ dout2d
-    dheads = (dout2d @ Wo.T).reshape(N, T, h, d_k).transpose(0, 2, 1, 3)       # (N, h, T, d_k)
-    dq, dk, dv = scaled_dot_product_attention_backward(dheads, attn_cache)
-    dqkv = np.empty((N, T, 3, h, d_k), dtype=dq.dtype)
-    dqkv_heads = dqkv.transpose(2, 0, 3, 1, 4)                       # the forward's layout, as a view
-    dqkv_heads[0], dqkv_heads[1], dqkv_heads[2] = dq, dk, dv
-    dqkv = dqkv.reshape(N * T, 3 * D)
-    dW_qkv = x2d.T @ dqkv
-    return {"dx": (dqkv @ W_qkv.T).reshape(N, T, D), "dWq": dW_qkv[:, :D], "dWk": dW_qkv[:, D:2 * D],
-            "dWv": dW_qkv[:, 2 * D:], "dWo": dWo}
+    grads = multi_head_cross_attention_backward(dout, cache)
+    dx = grads.pop("dx_q") + grads.pop("dx_kv")          # x feeds the queries *and* the keys and values
+    return {"dx": dx} | grads
 
 
 def sinusoidal_positional_encoding(T, D, base=10000.0):
@@ -338,6 +368,208 @@ class NumpyTransformer:
             raise ValueError(f"targets Y must have the shape of X, {(N, T)}, got {np.shape(Y)}")
         loss, dlogits = softmax_cross_entropy(logits.reshape(N * T, V), np.asarray(Y).reshape(N * T))  # chapter 3
         return loss, self.backward(dlogits.reshape(N, T, V), cache)
+
+
+DECODER_BLOCK_PARAMS = ("ln1_gamma", "ln1_beta", "Wq", "Wk", "Wv", "Wo",                       # causal self-attention
+                        "ln2_gamma", "ln2_beta", "cross_Wq", "cross_Wk", "cross_Wv", "cross_Wo",  # cross-attention
+                        "ln3_gamma", "ln3_beta", "W1", "b1", "W2", "b2")                        # position-wise MLP
+
+
+def init_decoder_block(D, rng, hidden=None, dtype=np.float64, residual_scale=1.0):
+    """Parameters of one pre-LN decoder block (dict over DECODER_BLOCK_PARAMS): those of init_transformer_block,
+    plus LN3 and the cross-attention's weights, initialised the same way (N(0, 1/fan_in), gamma=1, beta=0)."""
+    p = init_transformer_block(D, rng, hidden, dtype, residual_scale)
+    w = lambda s=1.0: (s * rng.standard_normal((D, D)) / math.sqrt(D)).astype(dtype)
+    p |= {"cross_Wq": w(), "cross_Wk": w(), "cross_Wv": w(), "cross_Wo": w(residual_scale),
+          "ln3_gamma": np.ones(D, dtype), "ln3_beta": np.zeros(D, dtype)}
+    return {k: p[k] for k in DECODER_BLOCK_PARAMS}
+
+
+def transformer_decoder_block_forward(x, memory, params, num_heads, memory_mask=None, self_mask=None):
+    """Pre-LN decoder block (as nn.TransformerDecoderLayer(norm_first=True) with a tanh-GELU MLP, no attention biases):
+
+        h1 = x  + MHA(LN1(x); causal & self_mask)                 masked self-attention over the outputs so far
+        h2 = h1 + CrossMHA(LN2(h1), memory; memory_mask)           queries from the decoder, keys/values from memory
+        y  = h2 + W2 GELU(W1 LN3(h2) + b1) + b2
+
+    x (N, T, D) the decoder's input; memory (N, S, D) the encoder's output (S may differ from T);
+    memory_mask: None or boolean broadcastable to (N, h, T, S), e.g. padding_mask(src_lengths, S);
+    self_mask: None or an extra boolean mask broadcastable to (N, h, T, T), combined with the causal mask.
+    Returns y (N, T, D) and a cache.
+    """
+    p = params
+    if np.ndim(x) != 3 or np.ndim(memory) != 3 or memory.shape[0] != x.shape[0] or memory.shape[2] != x.shape[2]:
+        raise ValueError(f"need x (N, T, D) and memory (N, S, D) with the same N and D, got shapes "
+                         f"{np.shape(x)} and {np.shape(memory)}")
+    N, T, D = x.shape
+    causal = causal_mask(T) if self_mask is None else causal_mask(T) & self_mask
+    a, ln1_cache = layernorm_forward(x, p["ln1_gamma"], p["ln1_beta"])
+    att, self_cache = multi_head_attention_forward(a, p["Wq"], p["Wk"], p["Wv"], p["Wo"], num_heads, causal)
+    h1 = x + att
+    b, ln2_cache = layernorm_forward(h1, p["ln2_gamma"], p["ln2_beta"])
+    cross, cross_cache = multi_head_cross_attention_forward(b, memory, p["cross_Wq"], p["cross_Wk"], p["cross_Wv"],
+                                                            p["cross_Wo"], num_heads, memory_mask)
+    h2 = h1 + cross
+    c, ln3_cache = layernorm_forward(h2, p["ln3_gamma"], p["ln3_beta"])
+    z1, fc1_cache = affine_forward(c.reshape(N * T, D), p["W1"], p["b1"])
+    g, gelu_cache = gelu_forward(z1)
+    z2, fc2_cache = affine_forward(g, p["W2"], p["b2"])
+    y = h2 + z2.reshape(N, T, D)
+    return y, (ln1_cache, self_cache, ln2_cache, cross_cache, ln3_cache, fc1_cache, gelu_cache, fc2_cache, (N, T, D))
+
+
+def transformer_decoder_block_backward(dy, cache):
+    """Gradients of transformer_decoder_block_forward: a dict with "x" (N, T, D), "memory" (N, S, D) and one
+    entry per parameter. The memory's gradient comes only through the cross-attention's keys and values."""
+    ln1_cache, self_cache, ln2_cache, cross_cache, ln3_cache, fc1_cache, gelu_cache, fc2_cache, (N, T, D) = cache
+    grads = {}
+    dg, grads["W2"], grads["b2"] = affine_backward(dy.reshape(N * T, D), fc2_cache)
+    dc, grads["W1"], grads["b1"] = affine_backward(gelu_backward(dg, gelu_cache), fc1_cache)
+    dh2_ln, grads["ln3_gamma"], grads["ln3_beta"] = layernorm_backward(dc.reshape(N, T, D), ln3_cache)
+    dh2 = dy + dh2_ln                                     # residual: dy passes straight through
+    cross = multi_head_cross_attention_backward(dh2, cross_cache)
+    grads.update({"cross_" + k: cross["d" + k] for k in ("Wq", "Wk", "Wv", "Wo")})
+    dh1_ln, grads["ln2_gamma"], grads["ln2_beta"] = layernorm_backward(cross["dx_q"], ln2_cache)
+    dh1 = dh2 + dh1_ln
+    att = multi_head_attention_backward(dh1, self_cache)
+    grads.update({k: att["d" + k] for k in ("Wq", "Wk", "Wv", "Wo")})
+    dx_ln, grads["ln1_gamma"], grads["ln1_beta"] = layernorm_backward(att["dx"], ln1_cache)
+    grads["x"] = dh1 + dx_ln
+    grads["memory"] = cross["dx_kv"]
+    return grads
+
+
+class NumpyEncoderDecoder:
+    """Encoder-decoder Transformer in NumPy: pre-LN encoder blocks over the source, pre-LN decoder blocks
+    (causal self-attention, cross-attention to the encoder's output, MLP) over the target, linear read-out.
+
+        model = NumpyEncoderDecoder(src_vocab=11, tgt_vocab=13, max_src_len=8, max_tgt_len=9, d_model=32,
+                                    num_heads=2, num_layers=1, rng=rng, pad_id=10)
+        loss, grads = model.loss(src, tgt_in, tgt_out)   # integer arrays (N, S), (N, T), (N, T)
+        logits = model.forward(src, tgt_in)[0]           # (N, T, tgt_vocab)
+
+    Source tokens equal to pad_id are hidden from every attention (key padding); targets equal to pad_id are
+    left out of the loss. Training uses teacher forcing: tgt_in is the target shifted right behind a BOS token.
+    """
+
+    def __init__(self, src_vocab, tgt_vocab, max_src_len, max_tgt_len, d_model, num_heads, num_layers, rng,
+                 pad_id=None, dtype=np.float32):
+        self.num_heads, self.num_layers, self.pad_id = num_heads, num_layers, pad_id
+        self.max_src_len, self.max_tgt_len = max_src_len, max_tgt_len
+        emb = lambda rows: (0.5 * rng.standard_normal((rows, d_model))).astype(dtype)
+        self.params = {"src_emb": emb(src_vocab), "src_pos": emb(max_src_len),
+                       "tgt_emb": emb(tgt_vocab), "tgt_pos": emb(max_tgt_len)}
+        scale = 1 / math.sqrt(2 * num_layers)
+        for layer in range(num_layers):
+            self.params |= {f"enc{layer}.{k}": v for k, v in
+                            init_transformer_block(d_model, rng, dtype=dtype, residual_scale=scale).items()}
+        for layer in range(num_layers):
+            self.params |= {f"dec{layer}.{k}": v for k, v in
+                            init_decoder_block(d_model, rng, dtype=dtype, residual_scale=scale).items()}
+        self.params |= {"enc_ln_gamma": np.ones(d_model, dtype), "enc_ln_beta": np.zeros(d_model, dtype),
+                        "dec_ln_gamma": np.ones(d_model, dtype), "dec_ln_beta": np.zeros(d_model, dtype),
+                        "W_out": (rng.standard_normal((d_model, tgt_vocab)) / math.sqrt(d_model)).astype(dtype),
+                        "b_out": np.zeros(tgt_vocab, dtype)}
+
+    def _check(self, name, X, vocab, max_len):
+        X = np.asarray(X)
+        if X.ndim != 2 or not 1 <= X.shape[1] <= max_len:
+            raise ValueError(f"{name} must be (N, T) with 1 <= T <= {max_len}, got shape {X.shape}")
+        if X.min() < 0 or X.max() >= vocab:
+            raise ValueError(f"{name} token ids must lie in [0, {vocab}), got range [{X.min()}, {X.max()}]")
+        return X
+
+    def encode(self, src):
+        """Encoder output (N, S, D), the memory mask (N, 1, 1, S) or None, and the caches."""
+        src = self._check("src", src, self.params["src_emb"].shape[0], self.max_src_len)
+        mask = None if self.pad_id is None else (src != self.pad_id)[:, None, None, :]
+        if mask is not None and not mask.any(axis=-1).all():
+            raise ValueError("a source sequence consists of padding only: each needs at least one real token")
+        h = self.params["src_emb"][src] + self.params["src_pos"][:src.shape[1]]
+        caches = []
+        for layer in range(self.num_layers):
+            h, cache = transformer_block_forward(h, {k: self.params[f"enc{layer}.{k}"] for k in BLOCK_PARAMS},
+                                                 self.num_heads, mask)
+            caches.append(cache)
+        memory, ln_cache = layernorm_forward(h, self.params["enc_ln_gamma"], self.params["enc_ln_beta"])
+        return memory, mask, (src, caches, ln_cache)
+
+    def decode(self, tgt_in, memory, memory_mask):
+        """Logits (N, T, tgt_vocab) for decoder inputs tgt_in (N, T) given the encoder's memory, and the caches."""
+        tgt_in = self._check("tgt_in", tgt_in, self.params["tgt_emb"].shape[0], self.max_tgt_len)
+        N, T = tgt_in.shape
+        h = self.params["tgt_emb"][tgt_in] + self.params["tgt_pos"][:T]
+        caches = []
+        for layer in range(self.num_layers):
+            block = {k: self.params[f"dec{layer}.{k}"] for k in DECODER_BLOCK_PARAMS}
+            h, cache = transformer_decoder_block_forward(h, memory, block, self.num_heads, memory_mask)
+            caches.append(cache)
+        a, ln_cache = layernorm_forward(h, self.params["dec_ln_gamma"], self.params["dec_ln_beta"])
+        logits, out_cache = affine_forward(a.reshape(N * T, -1), self.params["W_out"], self.params["b_out"])
+        return logits.reshape(N, T, -1), (tgt_in, caches, ln_cache, out_cache)
+
+    def forward(self, src, tgt_in):
+        memory, mask, enc_cache = self.encode(src)
+        logits, dec_cache = self.decode(tgt_in, memory, mask)
+        return logits, (enc_cache, dec_cache)
+
+    def backward(self, dlogits, cache):
+        """Gradients of every parameter, given dlogits = dL/dlogits (N, T, tgt_vocab)."""
+        (src, enc_caches, enc_ln_cache), (tgt_in, dec_caches, dec_ln_cache, out_cache) = cache
+        N, T, V = dlogits.shape
+        grads = {}
+        da, grads["W_out"], grads["b_out"] = affine_backward(dlogits.reshape(N * T, V), out_cache)
+        dh, grads["dec_ln_gamma"], grads["dec_ln_beta"] = layernorm_backward(da.reshape(N, T, -1), dec_ln_cache)
+        dmemory = 0.0
+        for layer in reversed(range(self.num_layers)):
+            block_grads = transformer_decoder_block_backward(dh, dec_caches[layer])
+            dh = block_grads.pop("x")
+            dmemory = dmemory + block_grads.pop("memory")          # every decoder block reads the same memory
+            grads |= {f"dec{layer}.{k}": v for k, v in block_grads.items()}
+        grads["tgt_emb"] = np.zeros_like(self.params["tgt_emb"])
+        np.add.at(grads["tgt_emb"], tgt_in, dh)
+        grads["tgt_pos"] = np.zeros_like(self.params["tgt_pos"])
+        grads["tgt_pos"][:T] = dh.sum(axis=0)
+        dh, grads["enc_ln_gamma"], grads["enc_ln_beta"] = layernorm_backward(dmemory, enc_ln_cache)
+        for layer in reversed(range(self.num_layers)):
+            block_grads = transformer_block_backward(dh, enc_caches[layer])
+            dh = block_grads.pop("x")
+            grads |= {f"enc{layer}.{k}": v for k, v in block_grads.items()}
+        grads["src_emb"] = np.zeros_like(self.params["src_emb"])
+        np.add.at(grads["src_emb"], src, dh)
+        grads["src_pos"] = np.zeros_like(self.params["src_pos"])
+        grads["src_pos"][:src.shape[1]] = dh.sum(axis=0)
+        return grads
+
+    def loss(self, src, tgt_in, tgt_out):
+        """Mean cross-entropy over the target positions that are not padding, and every parameter's gradient."""
+        logits, cache = self.forward(src, tgt_in)
+        N, T, V = logits.shape
+        if np.shape(tgt_out) != (N, T):
+            raise ValueError(f"tgt_out must have the shape of tgt_in, {(N, T)}, got {np.shape(tgt_out)}")
+        y = np.asarray(tgt_out).reshape(N * T)
+        keep = np.ones(N * T, bool) if self.pad_id is None else y != self.pad_id
+        loss, dz = softmax_cross_entropy(logits.reshape(N * T, V)[keep], y[keep])       # chapter 3
+        dlogits = np.zeros((N * T, V), dz.dtype)
+        dlogits[keep] = dz
+        return loss, self.backward(dlogits.reshape(N, T, V), cache)
+
+    def greedy_decode(self, src, bos_id, eos_id, max_len=None):
+        """Generate up to max_len tokens per source sequence, each time feeding back the most likely one.
+
+        Returns (N, max_len) token ids (after EOS: eos_id) and the last step's cross-attention weights of the
+        last decoder block, (N, h, max_len, S)."""
+        max_len = self.max_tgt_len if max_len is None else int(max_len)
+        if not 1 <= max_len <= self.max_tgt_len:
+            raise ValueError(f"max_len must lie in [1, {self.max_tgt_len}], got {max_len}")
+        memory, mask, _ = self.encode(src)
+        tokens = np.full((memory.shape[0], 1), bos_id)
+        for _ in range(max_len):
+            logits, (_, caches, _, _) = self.decode(tokens, memory, mask)
+            nxt = logits[:, -1].argmax(-1)
+            nxt[tokens[:, -1] == eos_id] = eos_id                   # a finished sequence stays finished
+            tokens = np.concatenate([tokens, nxt[:, None]], axis=1)
+        return tokens[:, 1:], caches[-1][3][4][3]
 
 
 class TinyGPT(nn.Module):

@@ -1,7 +1,8 @@
 """Chapter 8's NumPy attention and Transformer code against PyTorch.
 
 Every backward in float64 against torch.autograd (relative error, CS231n, < 1e-6), masks included;
-multi-head attention also against nn.MultiheadAttention with copied weights. The code under test is
+multi-head self- and cross-attention also against nn.MultiheadAttention, the decoder block against
+nn.TransformerDecoderLayer, each with copied weights. The code under test is
 imported from ``nndl_helpers.ch08``, exported from notebooks/08_attention_transformer.ipynb.
 """
 import math
@@ -16,15 +17,20 @@ from nndl_helpers import rel_error
 from nndl_helpers.ch06 import Vocab
 from nndl_helpers.ch08 import (
     BLOCK_PARAMS,
+    DECODER_BLOCK_PARAMS,
+    NumpyEncoderDecoder,
     NumpyTransformer,
     TinyGPT,
     TransformerBlock,
     additive_attention_scores,
     causal_mask,
     generate_text,
+    init_decoder_block,
     init_transformer_block,
     multi_head_attention_backward,
     multi_head_attention_forward,
+    multi_head_cross_attention_backward,
+    multi_head_cross_attention_forward,
     nadaraya_watson,
     padding_mask,
     scaled_dot_product_attention_backward,
@@ -32,6 +38,8 @@ from nndl_helpers.ch08 import (
     sinusoidal_positional_encoding,
     transformer_block_backward,
     transformer_block_forward,
+    transformer_decoder_block_backward,
+    transformer_decoder_block_forward,
 )
 
 TOL = 1e-6
@@ -316,3 +324,295 @@ def test_tiny_gpt_generation_and_its_errors():
     assert out.startswith(long_prompt) and len(out) == len(long_prompt) + 6 and "<unk>" not in out
     assert generate_text(gpt, vocab, "he", 6, temperature=1.0, top_k=1) == generate_text(gpt, vocab, "he", 6, 0)
     assert generate_text(gpt, vocab, "he", 6, seed=3) == generate_text(gpt, vocab, "he", 6, seed=3)
+
+
+# ----------------------------------------------------------------------------- cross-attention and the decoder
+def t_cross(x_q, x_kv, Wq, Wk, Wv, Wo, h, mask=None):
+    (N, Tq, D), Tk = x_q.shape, x_kv.shape[1]
+    split = lambda t, T: t.reshape(N, T, h, D // h).transpose(1, 2)
+    heads = t_attention(split(x_q @ Wq, Tq), split(x_kv @ Wk, Tk), split(x_kv @ Wv, Tk), mask)
+    return heads.transpose(1, 2).reshape(N, Tq, D) @ Wo
+
+
+def t_decoder_block(x, memory, p, h, memory_mask=None):
+    D, T = x.shape[-1], x.shape[1]
+    ln = lambda z, i: F.layer_norm(z, (D,), p[f"ln{i}_gamma"], p[f"ln{i}_beta"], 1e-5)
+    h1 = x + t_mha(ln(x, 1), p["Wq"], p["Wk"], p["Wv"], p["Wo"], h, causal_mask(T))
+    h2 = h1 + t_cross(ln(h1, 2), memory, p["cross_Wq"], p["cross_Wk"], p["cross_Wv"], p["cross_Wo"], h, memory_mask)
+    return h2 + F.gelu(ln(h2, 3) @ p["W1"] + p["b1"], approximate="tanh") @ p["W2"] + p["b2"]
+
+
+def make_cross_mask(kind, N, Tq, Tk, rng):
+    lengths = rng.integers(1, Tk + 1, N)
+    lengths[0] = Tk
+    if kind == "none":
+        return None
+    if kind == "padding":
+        return padding_mask(lengths, Tk)                                  # (N, 1, 1, Tk)
+    free = rng.random((Tq, Tk)) < 0.5                                     # an arbitrary (Tq, Tk) pattern
+    free[:, 0] = True                                # key 0 is never padding, so no query loses every key
+    if kind == "free":
+        return free
+    return padding_mask(lengths, Tk) & free                               # (N, 1, Tq, Tk)
+
+
+CROSS_SHAPES = [(2, 3, 5, 6, 3, 6), (1, 1, 4, 4, 1, 4), (3, 6, 2, 8, 2, 8), (2, 4, 7, 6, 2, 5)]   # N Tq Tk D h D_kv
+CROSS_MASKS = ["none", "padding", "free", "both"]
+
+
+def random_cross_inputs(shape, rng):
+    N, Tq, Tk, D, h, D_kv = shape
+    return {"x_q": rng.normal(size=(N, Tq, D)), "x_kv": rng.normal(size=(N, Tk, D_kv)),
+            "Wq": rng.normal(size=(D, D)) / math.sqrt(D), "Wk": rng.normal(size=(D_kv, D)) / math.sqrt(D_kv),
+            "Wv": rng.normal(size=(D_kv, D)) / math.sqrt(D_kv), "Wo": rng.normal(size=(D, D)) / math.sqrt(D)}
+
+
+@pytest.mark.parametrize("kind", CROSS_MASKS)
+@pytest.mark.parametrize("shape", CROSS_SHAPES)
+def test_cross_attention_matches_autograd(shape, kind):
+    N, Tq, Tk, D, h, D_kv = shape
+    rng = np.random.default_rng(sum(shape) + len(kind))
+    arrays = random_cross_inputs(shape, rng)
+    mask = make_cross_mask(kind, N, Tq, Tk, rng)
+    dout = rng.normal(size=(N, Tq, D))
+    out, cache = multi_head_cross_attention_forward(**arrays, num_heads=h, mask=mask)
+    grads = multi_head_cross_attention_backward(dout, cache)
+    ref_out, ref = autograd(lambda **t: t_cross(**t, h=h, mask=mask), arrays, dout)
+    assert out.shape == (N, Tq, D) and cache[4][3].shape == (N, h, Tq, Tk)
+    assert rel_error(out, ref_out) < TOL
+    assert set(grads) == {"d" + k for k in arrays}
+    for k in arrays:
+        assert grads["d" + k].shape == arrays[k].shape
+        assert rel_error(grads["d" + k], ref[k]) < TOL, k
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 6, 3), (1, 1, 4, 4, 1), (3, 6, 2, 8, 2), (2, 7, 7, 6, 2)])
+def test_cross_attention_matches_nn_multihead_attention(shape):
+    N, Tq, Tk, D, h = shape
+    rng = np.random.default_rng(11 * Tq + Tk)
+    arrays = random_cross_inputs((N, Tq, Tk, D, h, D), rng)
+    lengths = rng.integers(1, Tk + 1, N)
+    dout = rng.normal(size=(N, Tq, D))
+    out, cache = multi_head_cross_attention_forward(**arrays, num_heads=h, mask=padding_mask(lengths, Tk))
+    grads = multi_head_cross_attention_backward(dout, cache)
+    mha = nn.MultiheadAttention(D, h, bias=False, batch_first=True).double()
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(torch.tensor(np.concatenate([arrays["Wq"], arrays["Wk"], arrays["Wv"]], axis=1).T))
+        mha.out_proj.weight.copy_(torch.tensor(arrays["Wo"].T))
+    q, kv = torch.tensor(arrays["x_q"], requires_grad=True), torch.tensor(arrays["x_kv"], requires_grad=True)
+    ref, weights = mha(q, kv, kv, key_padding_mask=torch.as_tensor(~padding_mask(lengths, Tk)[:, 0, 0]),
+                       average_attn_weights=False)
+    ref.backward(torch.tensor(dout))
+    assert rel_error(out, ref.detach().numpy()) < TOL
+    assert rel_error(cache[4][3], weights.detach().numpy()) < TOL
+    assert rel_error(grads["dx_q"], q.grad.numpy()) < TOL
+    assert rel_error(grads["dx_kv"], kv.grad.numpy()) < TOL
+    dW_in = mha.in_proj_weight.grad.numpy().T
+    assert rel_error(np.concatenate([grads["dWq"], grads["dWk"], grads["dWv"]], axis=1), dW_in) < TOL
+    assert rel_error(grads["dWo"], mha.out_proj.weight.grad.numpy().T) < TOL
+
+
+def test_padded_keys_get_exactly_zero_weight_and_gradient():
+    rng = np.random.default_rng(4)
+    arrays = random_cross_inputs((3, 4, 6, 8, 2, 8), rng)
+    lengths = [6, 2, 4]
+    out, cache = multi_head_cross_attention_forward(**arrays, num_heads=2, mask=padding_mask(lengths, 6))
+    grads = multi_head_cross_attention_backward(rng.normal(size=out.shape), cache)
+    weights = cache[4][3]
+    for n, k in enumerate(lengths):
+        assert np.all(weights[n, :, :, k:] == 0) and np.all(grads["dx_kv"][n, k:] == 0)
+        assert np.all(np.abs(grads["dx_kv"][n, :k]).sum(-1) > 0)
+    assert np.allclose(weights.sum(-1), 1)
+    # changing what sits in the padding changes nothing
+    poked = arrays["x_kv"].copy()
+    poked[1, 2:] = 1e3
+    out2, _ = multi_head_cross_attention_forward(arrays["x_q"], poked, arrays["Wq"], arrays["Wk"], arrays["Wv"],
+                                                 arrays["Wo"], 2, mask=padding_mask(lengths, 6))
+    assert np.array_equal(out, out2)
+
+
+def test_self_attention_is_cross_attention_with_the_same_input():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 5, 6))
+    Ws = [rng.normal(size=(6, 6)) for _ in range(4)]
+    dout = rng.normal(size=(2, 5, 6))
+    out, cache = multi_head_attention_forward(x, *Ws, 3, mask=causal_mask(5))
+    out_c, cache_c = multi_head_cross_attention_forward(x, x, *Ws, 3, mask=causal_mask(5))
+    assert np.array_equal(out, out_c)
+    g, gc = multi_head_attention_backward(dout, cache), multi_head_cross_attention_backward(dout, cache_c)
+    assert np.allclose(g["dx"], gc["dx_q"] + gc["dx_kv"])
+    assert list(g) == ["dx", "dWq", "dWk", "dWv", "dWo"]
+
+
+def test_a_self_attention_backward_missing_the_key_value_path_is_caught():
+    """Self-attention's dx must add the query path and the key/value path; dropping one must fail the check."""
+    rng = np.random.default_rng(6)
+    arrays = {"x": rng.normal(size=(2, 4, 6))} | {k: rng.normal(size=(6, 6)) / math.sqrt(6) for k in ("Wq", "Wk", "Wv", "Wo")}
+    dout = rng.normal(size=(2, 4, 6))
+    _, cache = multi_head_attention_forward(**arrays, num_heads=2)
+    broken = multi_head_cross_attention_backward(dout, cache)["dx_q"]
+    _, ref = autograd(lambda x, Wq, Wk, Wv, Wo: t_mha(x, Wq, Wk, Wv, Wo, 2), arrays, dout)
+    assert rel_error(broken, ref["x"]) > 1e-2
+    assert rel_error(multi_head_attention_backward(dout, cache)["dx"], ref["x"]) < TOL
+
+
+def random_decoder_block(D, rng):
+    p = init_decoder_block(D, rng)
+    for k in p:
+        if k.startswith("ln") or k.startswith("b"):
+            p[k] = p[k] + 0.3 * rng.normal(size=p[k].shape)
+    return p
+
+
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("shape", [(2, 4, 6, 8, 2), (1, 1, 3, 4, 2), (3, 5, 2, 6, 3)])     # N, T, S, D, heads
+def test_decoder_block_matches_autograd(shape, padded):
+    N, T, S, D, h = shape
+    rng = np.random.default_rng(T * S + D + padded)
+    p = random_decoder_block(D, rng)
+    x, memory = rng.normal(size=(N, T, D)), rng.normal(size=(N, S, D))
+    lengths = rng.integers(1, S + 1, N)
+    mask = padding_mask(lengths, S) if padded else None
+    dout = rng.normal(size=(N, T, D))
+    y, cache = transformer_decoder_block_forward(x, memory, p, h, mask)
+    grads = transformer_decoder_block_backward(dout, cache)
+    ref_y, ref = autograd(lambda x, memory, **q: t_decoder_block(x, memory, q, h, mask), {"x": x, "memory": memory} | p,
+                          dout)
+    assert rel_error(y, ref_y) < TOL
+    assert set(grads) == set(DECODER_BLOCK_PARAMS) | {"x", "memory"}
+    for k in ref:
+        assert rel_error(grads[k], ref[k]) < TOL, k
+    if padded:
+        for n, k in enumerate(lengths):
+            assert np.all(grads["memory"][n, k:] == 0)
+
+
+def nn_decoder_layer(p, h):
+    D, hidden = p["W1"].shape
+    layer = nn.TransformerDecoderLayer(D, h, hidden, dropout=0.0, batch_first=True, norm_first=True,
+                                       activation=lambda z: F.gelu(z, approximate="tanh")).double()
+    t = lambda a: torch.tensor(np.ascontiguousarray(a))
+    with torch.no_grad():
+        for attn, prefix in ((layer.self_attn, ""), (layer.multihead_attn, "cross_")):
+            attn.in_proj_weight.copy_(t(np.concatenate([p[prefix + k] for k in ("Wq", "Wk", "Wv")], axis=1).T))
+            attn.out_proj.weight.copy_(t(p[prefix + "Wo"].T))
+            attn.in_proj_bias.zero_()
+            attn.out_proj.bias.zero_()
+        for i in (1, 2, 3):
+            getattr(layer, f"norm{i}").weight.copy_(t(p[f"ln{i}_gamma"]))
+            getattr(layer, f"norm{i}").bias.copy_(t(p[f"ln{i}_beta"]))
+        layer.linear1.weight.copy_(t(p["W1"].T))
+        layer.linear1.bias.copy_(t(p["b1"]))
+        layer.linear2.weight.copy_(t(p["W2"].T))
+        layer.linear2.bias.copy_(t(p["b2"]))
+    return layer.eval()
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 6, 8, 2), (3, 7, 3, 6, 3)])
+def test_decoder_block_matches_nn_transformer_decoder_layer(shape):
+    N, T, S, D, h = shape
+    rng = np.random.default_rng(T + S)
+    p = random_decoder_block(D, rng)
+    x, memory = rng.normal(size=(N, T, D)), rng.normal(size=(N, S, D))
+    lengths, tgt_lengths = rng.integers(1, S + 1, N), rng.integers(1, T + 1, N)
+    dout = rng.normal(size=(N, T, D))
+    y, cache = transformer_decoder_block_forward(x, memory, p, h, padding_mask(lengths, S),
+                                                 self_mask=padding_mask(tgt_lengths, T))     # padded targets too
+    grads = transformer_decoder_block_backward(dout, cache)
+    layer = nn_decoder_layer(p, h)
+    xt, mt = torch.tensor(x, requires_grad=True), torch.tensor(memory, requires_grad=True)
+    yt = layer(xt, mt, tgt_mask=torch.as_tensor(~causal_mask(T)),
+               tgt_key_padding_mask=torch.as_tensor(~padding_mask(tgt_lengths, T)[:, 0, 0]),
+               memory_key_padding_mask=torch.as_tensor(~padding_mask(lengths, S)[:, 0, 0]))
+    yt.backward(torch.tensor(dout))
+    assert rel_error(y, yt.detach().numpy()) < TOL
+    assert rel_error(grads["x"], xt.grad.numpy()) < TOL
+    assert rel_error(grads["memory"], mt.grad.numpy()) < TOL
+    for ours, (module, transpose) in {"cross_Wo": (layer.multihead_attn.out_proj.weight, True),
+                                      "Wo": (layer.self_attn.out_proj.weight, True),
+                                      "W1": (layer.linear1.weight, True), "b2": (layer.linear2.bias, False),
+                                      "ln1_gamma": (layer.norm1.weight, False), "ln3_beta": (layer.norm3.bias, False)
+                                      }.items():
+        ref = module.grad.numpy()
+        assert rel_error(grads[ours], ref.T if transpose else ref) < TOL, ours
+    W_in = layer.multihead_attn.in_proj_weight.grad.numpy().T
+    assert rel_error(np.concatenate([grads["cross_Wq"], grads["cross_Wk"], grads["cross_Wv"]], axis=1), W_in) < TOL
+
+
+def torch_encoder_decoder_loss(model, src, tgt_in, tgt_out):
+    t = {k: torch.tensor(v, requires_grad=True) for k, v in model.params.items()}
+    mask = (src != model.pad_id)[:, None, None, :]
+    h = t["src_emb"][torch.as_tensor(src)] + t["src_pos"][:src.shape[1]]
+    for layer in range(model.num_layers):
+        h = t_block(h, {k: t[f"enc{layer}.{k}"] for k in BLOCK_PARAMS}, model.num_heads, mask)
+    memory = F.layer_norm(h, (h.shape[-1],), t["enc_ln_gamma"], t["enc_ln_beta"], 1e-5)
+    h = t["tgt_emb"][torch.as_tensor(tgt_in)] + t["tgt_pos"][:tgt_in.shape[1]]
+    for layer in range(model.num_layers):
+        h = t_decoder_block(h, memory, {k: t[f"dec{layer}.{k}"] for k in DECODER_BLOCK_PARAMS}, model.num_heads, mask)
+    logits = F.layer_norm(h, (h.shape[-1],), t["dec_ln_gamma"], t["dec_ln_beta"], 1e-5) @ t["W_out"] + t["b_out"]
+    loss = F.cross_entropy(logits.flatten(0, 1), torch.as_tensor(tgt_out).flatten(), ignore_index=model.pad_id)
+    loss.backward()
+    return loss.item(), {k: v.grad.numpy() for k, v in t.items()}
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_encoder_decoder_loss_matches_autograd(num_layers):
+    rng = np.random.default_rng(num_layers)
+    model = NumpyEncoderDecoder(6, 7, 5, 4, 8, 2, num_layers, rng, pad_id=5, dtype=np.float64)
+    src, tgt_in, tgt_out = rng.integers(0, 5, (3, 5)), rng.integers(0, 7, (3, 4)), rng.integers(0, 7, (3, 4))
+    src[1, 2:] = 5
+    src[0, 1] = src[0, 0]                          # a repeated token: its embedding gradient accumulates
+    tgt_out[2, 3] = tgt_out[0, 1] = 5              # padded targets are left out of the loss
+    loss, grads = model.loss(src, tgt_in, tgt_out)
+    ref_loss, ref = torch_encoder_decoder_loss(model, src, tgt_in, tgt_out)
+    assert abs(loss - ref_loss) < 1e-10
+    assert set(grads) == set(model.params)
+    for k in ref:
+        assert rel_error(grads[k], ref[k]) < TOL, k
+    assert np.all(grads["src_emb"][5] == 0)        # the padding token is never seen
+
+
+def test_encoder_decoder_greedy_decoding_and_errors():
+    model = NumpyEncoderDecoder(6, 8, 5, 4, 8, 2, 1, np.random.default_rng(0), pad_id=5)
+    src = np.array([[0, 1, 2, 5, 5], [3, 4, 0, 1, 2]])
+    tokens, weights = model.greedy_decode(src, bos_id=6, eos_id=7, max_len=3)
+    assert tokens.shape == (2, 3) and weights.shape == (2, 2, 3, 5)
+    assert np.all(weights[0, :, :, 3:] == 0) and np.allclose(weights.sum(-1), 1)
+    logits = model.forward(src, np.concatenate([np.full((2, 1), 6), tokens[:, :2]], axis=1))[0]
+    assert np.array_equal(tokens[:, 0], logits[:, 0].argmax(-1))
+    with pytest.raises(ValueError, match="padding only"):
+        model.forward(np.full((1, 5), 5), np.full((1, 1), 6))
+    with pytest.raises(ValueError, match="src must be"):
+        model.forward(np.zeros((1, 6), dtype=int), np.full((1, 1), 6))
+    with pytest.raises(ValueError, match="tgt_in token ids"):
+        model.forward(np.zeros((1, 3), dtype=int), np.full((1, 2), 8))
+    with pytest.raises(ValueError, match="max_len"):
+        model.greedy_decode(src, 6, 7, max_len=5)
+    with pytest.raises(ValueError, match="tgt_out"):
+        model.loss(src, np.zeros((2, 3), dtype=int), np.zeros((2, 4), dtype=int))
+
+
+def test_cross_attention_bad_inputs_raise_clear_errors():
+    xq, xkv, eye = np.zeros((2, 3, 6)), np.zeros((2, 5, 6)), np.eye(6)
+    with pytest.raises(ValueError, match="same batch size"):
+        multi_head_cross_attention_forward(xq, np.zeros((3, 5, 6)), eye, eye, eye, eye, 2)
+    with pytest.raises(ValueError, match="same batch size"):
+        multi_head_cross_attention_forward(xq, np.zeros((5, 6)), eye, eye, eye, eye, 2)
+    with pytest.raises(ValueError, match="divide"):
+        multi_head_cross_attention_forward(xq, xkv, eye, eye, eye, eye, 4)
+    with pytest.raises(ValueError, match=r"Wk and Wv \(4, 6\)"):
+        multi_head_cross_attention_forward(xq, np.zeros((2, 5, 4)), eye, eye, eye, eye, 2)
+    with pytest.raises(ValueError, match="key padding mask"):        # a (N, Tk) mask is not a key padding mask
+        multi_head_cross_attention_forward(xq, xkv, eye, eye, eye, eye, 2, mask=np.ones((2, 5), bool))
+    with pytest.raises(ValueError, match="broadcast"):               # a (Tk, Tq) mask: transposed
+        multi_head_cross_attention_forward(xq, xkv, eye, eye, eye, eye, 2, mask=np.ones((5, 3), bool))
+    with pytest.raises(ValueError, match="broadcast"):               # extra axes would silently grow the output
+        multi_head_cross_attention_forward(xq, xkv, eye, eye, eye, eye, 2, mask=np.ones((4, 2, 1, 1, 5), bool))
+    with pytest.raises(ValueError, match="hides every key"):
+        multi_head_cross_attention_forward(xq, xkv, eye, eye, eye, eye, 2, mask=padding_mask([5, 5], 5) & False)
+    p = init_decoder_block(6, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="memory"):
+        transformer_decoder_block_forward(np.zeros((2, 3, 6)), np.zeros((2, 5, 4)), p, 2)
+    with pytest.raises(ValueError, match="broadcast"):
+        transformer_decoder_block_forward(np.zeros((2, 3, 6)), np.zeros((2, 5, 6)), p, 2,
+                                          memory_mask=padding_mask([4, 2], 4))
