@@ -33,7 +33,7 @@ from .gradcheck import (
     rel_error,
     verdict_line,
 )
-from .plot import PALETTE, LiveCurve, decision_boundary, figure_to_png, image_grid, use_style
+from .plot import PALETTE, LiveCurve, decision_boundary, figure_to_png, image_grid, tile_images, use_style
 
 __all__ = [
     "best_device", "describe", "get_profile", "seed_everything",
@@ -42,5 +42,5 @@ __all__ = [
     "make_sine_regression", "make_toy_2d", "minibatches", "read_idx", "to_tensors", "train_test_split",
     "autograd_gradients", "compare_with_autograd", "numerical_gradient", "numerical_gradient_array",
     "rel_error", "verdict_line",
-    "PALETTE", "LiveCurve", "decision_boundary", "figure_to_png", "image_grid", "use_style",
+    "PALETTE", "LiveCurve", "decision_boundary", "figure_to_png", "image_grid", "tile_images", "use_style",
 ]

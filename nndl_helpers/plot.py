@@ -1,4 +1,4 @@
-"""One house style, a live training curve, decision boundaries and image grids."""
+"""One house style, a live training curve, decision boundaries, image grids and mosaics."""
 from __future__ import annotations
 
 import io
@@ -170,6 +170,101 @@ def image_grid(images: np.ndarray, labels: Sequence | None = None, *, ncols: int
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _as_image_stack(images, what: str) -> np.ndarray:
+    """(N, H, W), (N, 1, H, W) or (N, H*W) with square images -> (N, H, W)."""
+    arr = np.asarray(images)
+    if arr.ndim == 4 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    elif arr.ndim == 2:
+        side = int(round(np.sqrt(arr.shape[1])))
+        if side * side != arr.shape[1]:
+            raise ValueError(f"{what}: cannot read rows of length {arr.shape[1]} as square images; "
+                             "pass (N, H, W) or (N, 1, H, W)")
+        arr = arr.reshape(len(arr), side, side)
+    elif arr.ndim != 3:
+        raise ValueError(f"{what}: expected images of shape (N, H, W), (N, 1, H, W) or (N, H*W), "
+                         f"got {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise ValueError(f"{what}: expected numbers, got dtype {arr.dtype}")
+    return arr
+
+
+_NORMALIZATIONS = (None, "max-abs", "min-max")
+
+
+def tile_images(images, ncols: int | None = None, *, pad: int = 0, pad_value: float = 0.0, margin: int = 0,
+                normalize: str | None = None) -> np.ndarray:
+    """Tile many small images into one 2-D array, to show with a single ``imshow``.
+
+    One image artist instead of dozens draws much faster, so a slider can redraw a
+    whole grid of digits in place (``artist.set_data(tile_images(...))``).
+
+    Parameters
+    ----------
+    images : (N, H, W), (N, 1, H, W) or (N, H*W) array (rows of flat square images,
+        as MNIST is often stored), or a list of such arrays, one per row of the mosaic
+        (rows may differ in length; short rows are filled with ``pad_value``).
+    ncols : images per row for an array (default: ``ceil(sqrt(N))``, a square-ish grid);
+        the last row is filled with ``pad_value`` when N is not a multiple. For a list of
+        rows it defaults to the longest row.
+    pad : pixels of ``pad_value`` between neighbouring images.
+    pad_value : value of the gaps and empty cells; ``np.nan`` draws them transparent.
+    margin : pixels of ``pad_value`` around the whole mosaic.
+    normalize : None (values as given), ``"max-abs"`` (each image divided by its largest
+        magnitude, into [-1, 1]: kernels, with a diverging colour map and vmin=-1, vmax=1)
+        or ``"min-max"`` (each image mapped onto [0, 1]). A constant image maps to 0.
+
+    Returns
+    -------
+    (rows * (H + pad) - pad + 2 * margin, ncols * (W + pad) - pad + 2 * margin) floating-point
+    array, in the images' precision (at least float32).
+    """
+    if normalize not in _NORMALIZATIONS:
+        raise ValueError(f"tile_images: unknown normalize={normalize!r}; use one of {_NORMALIZATIONS}")
+    if int(pad) != pad or pad < 0 or int(margin) != margin or margin < 0:
+        raise ValueError(f"tile_images: pad and margin must be integers >= 0, got pad={pad}, margin={margin}")
+    if ncols is not None and (int(ncols) != ncols or ncols < 1):
+        raise ValueError(f"tile_images: ncols must be a positive integer, got {ncols}")
+    pad, margin = int(pad), int(margin)
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise ValueError("tile_images: got an empty list of rows")
+        rows = [_as_image_stack(row, f"tile_images (row {i})") for i, row in enumerate(images)]
+        longest = max(len(row) for row in rows)
+        if ncols is None:
+            ncols = longest
+        elif ncols < longest:
+            raise ValueError(f"tile_images: ncols={ncols} is shorter than the longest row ({longest} images)")
+        ncols = int(ncols)
+    else:
+        stack = _as_image_stack(images, "tile_images")
+        if ncols is None:
+            ncols = max(1, int(np.ceil(np.sqrt(len(stack)))))
+        ncols = int(ncols)
+        rows = [stack[i:i + ncols] for i in range(0, len(stack), ncols)] or [stack]
+    if sum(len(row) for row in rows) == 0:
+        raise ValueError("tile_images: no images to tile")
+    shapes = {row.shape[1:] for row in rows if len(row)}
+    if len(shapes) > 1:
+        raise ValueError(f"tile_images: all images must have the same height and width, got {sorted(shapes)}")
+    (h, w), = shapes
+    dtype = np.result_type(*(row.dtype for row in rows), np.float32)
+    out = np.full((len(rows) * (h + pad) - pad + 2 * margin, ncols * (w + pad) - pad + 2 * margin),
+                  pad_value, dtype=dtype)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            image = image.astype(dtype, copy=False)
+            if normalize == "max-abs":
+                peak = np.abs(image).max()
+                image = image / peak if peak > 0 else np.zeros_like(image)
+            elif normalize == "min-max":
+                low, high = image.min(), image.max()
+                image = (image - low) / (high - low) if high > low else np.zeros_like(image)
+            top, left = margin + r * (h + pad), margin + c * (w + pad)
+            out[top:top + h, left:left + w] = image
+    return out
 
 
 def figure_to_png(fig, dpi: int | None = None, close: bool = True) -> bytes:

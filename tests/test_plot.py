@@ -1,6 +1,7 @@
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+import torch
 
 import nndl_helpers as nh
 
@@ -59,3 +60,62 @@ def test_figure_to_png_gives_png_bytes_and_closes():
     png = nh.figure_to_png(fig)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
     assert not plt.fignum_exists(fig.number)
+
+
+def test_tile_images_layout_padding_and_margin():
+    images = np.arange(5 * 2 * 3, dtype=np.float32).reshape(5, 2, 3)
+    out = nh.tile_images(images, ncols=3, pad=1, pad_value=-1.0, margin=2)
+    # 2 rows x 3 columns of 2x3 images, 1-pixel gaps, a 2-pixel frame
+    assert out.shape == (2 + 2 * 2 + 1 + 2, 2 + 3 * 3 + 2 * 1 + 2) and out.dtype == np.float32
+    np.testing.assert_array_equal(out[2:4, 2:5], images[0])
+    np.testing.assert_array_equal(out[2:4, 6:9], images[1])
+    np.testing.assert_array_equal(out[5:7, 6:9], images[4])
+    assert (out[5:7, 10:13] == -1).all()                    # the empty sixth cell
+    assert (out[:2] == -1).all() and (out[:, -2:] == -1).all() and (out[4] == -1).all() and (out[:, 5] == -1).all()
+    assert out[out != -1].size == images.size               # every image pixel appears once
+
+
+def test_tile_images_accepts_channels_flat_rows_and_lists_of_rows():
+    rng = np.random.default_rng(0)
+    images = rng.random((6, 1, 4, 4))
+    plain = nh.tile_images(images, ncols=3)
+    assert plain.shape == (8, 12) and plain.dtype == np.float64
+    np.testing.assert_array_equal(plain, nh.tile_images(images[:, 0], ncols=3))
+    np.testing.assert_array_equal(plain, nh.tile_images(images.reshape(6, 16), ncols=3))
+    np.testing.assert_array_equal(plain, nh.tile_images([images[:3], images[3:].reshape(3, 16)]))
+    np.testing.assert_array_equal(plain, nh.tile_images(torch.as_tensor(images), ncols=3))
+    # a square-ish grid by default; ragged rows are filled with pad_value, NaN stays NaN
+    assert nh.tile_images(np.ones((10, 2, 2))).shape == (6, 8)   # 4 columns, 3 rows
+    ragged = nh.tile_images([np.ones((1, 2, 2)), np.ones((3, 2, 2))], pad=1, pad_value=np.nan)
+    assert ragged.shape == (5, 8) and np.isnan(ragged[:2, 3:]).all() and (ragged[3:, :] == 1).sum() == 12
+
+
+def test_tile_images_normalizes_each_image_on_its_own():
+    kernels = np.stack([np.array([[1.0, -4.0], [2.0, 0.0]]), np.array([[0.5, 0.25], [0.0, 0.0]]), np.zeros((2, 2))])
+    out = nh.tile_images(kernels, ncols=3, normalize="max-abs")
+    np.testing.assert_allclose(out[:, :2], kernels[0] / 4)
+    np.testing.assert_allclose(out[:, 2:4], kernels[1] / 0.5)
+    assert (out[:, 4:] == 0).all()                          # a constant image does not divide by zero
+    out = nh.tile_images(kernels, ncols=3, pad=1, pad_value=0.5, normalize="min-max")
+    np.testing.assert_allclose(out[:, :2], (kernels[0] + 4) / 6)
+    assert out[:, :2].min() == 0 and out[:, :2].max() == 1 and (out[:, 2] == 0.5).all()
+    raw = nh.tile_images(kernels, ncols=3)
+    np.testing.assert_array_equal(raw[:, :2], kernels[0])   # no normalisation by default
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: nh.tile_images(np.zeros((2, 3, 4, 4))), r"\(N, 1, H, W\)"),
+    (lambda: nh.tile_images(np.zeros((2, 10))), "square"),
+    (lambda: nh.tile_images(np.zeros(5)), r"\(N, H, W\)"),
+    (lambda: nh.tile_images(np.zeros((0, 4, 4))), "no images"),
+    (lambda: nh.tile_images([]), "empty list"),
+    (lambda: nh.tile_images([np.zeros((2, 4, 4)), np.zeros((2, 5, 5))]), "same height and width"),
+    (lambda: nh.tile_images([np.zeros((3, 4, 4))], ncols=2), "longest row"),
+    (lambda: nh.tile_images(np.zeros((3, 4, 4)), ncols=0), "positive integer"),
+    (lambda: nh.tile_images(np.zeros((3, 4, 4)), pad=-1), ">= 0"),
+    (lambda: nh.tile_images(np.zeros((3, 4, 4)), normalize="l2"), "unknown normalize"),
+    (lambda: nh.tile_images(np.array([["a"]] * 2)), "numbers"),
+])
+def test_tile_images_refuses_bad_input(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
