@@ -6,10 +6,11 @@ import torch.nn.functional as F
 
 import nndl_helpers as nh
 from nndl_helpers.ch04 import MLP
-from nndl_helpers.ch13b import (GENERATOR_LOSSES, NumpyGAN, dcgan_discriminator, dcgan_generator,
-                                discriminator_loss, gan_train_step, generator_loss, minibatch_std_backward,
-                                minibatch_std_forward, mlp_backward, mlp_forward, mode_coverage, ring_centres,
-                                ring_density, sample_ring, score_generated)
+from nndl_helpers.ch13b import (GENERATOR_LOSSES, NumpyGAN, class_probabilities, dcgan_discriminator,
+                                dcgan_generator, discriminator_loss, gan_train_step, generator_loss,
+                                minibatch_std_backward, minibatch_std_forward, mlp_backward, mlp_forward,
+                                mode_coverage, ring_centres, ring_density, sample_ring, score_generated,
+                                train_digit_judge)
 from nndl_helpers.ch07 import Adam
 
 TOL = 1e-6
@@ -212,21 +213,80 @@ def test_ring_density_integrates_to_one():
     assert ring_density(grid).sum() * cell == pytest.approx(1.0, abs=1e-3)
 
 
-def test_dcgan_shapes_and_score():
+def test_dcgan_shapes():
     torch.manual_seed(0)
     G, D = dcgan_generator(z_dim=8, channels=4), dcgan_discriminator(channels=4)
     images = G(torch.randn(5, 8))
     assert images.shape == (5, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
     assert D(images).shape == (5, 1)
 
-    class Always3(torch.nn.Module):
-        def forward(self, x):
-            logits = torch.zeros(len(x), 10)
-            logits[:, 3] = 10.0
-            return logits
 
-    scores = score_generated(Always3(), images)
+class BrightIsSeven(torch.nn.Module):
+    """A judge with known answers: bright images are a confident 7 (p = 0.99995), dark ones an
+    unsure 2 (p = e / (e + 9) = 0.23)."""
+
+    def forward(self, x):
+        logits = torch.zeros(len(x), 10)
+        bright = x.mean(dim=(1, 2, 3)) > 0.5
+        logits[bright, 7] = 12.0
+        logits[~bright, 2] = 1.0
+        return logits
+
+
+def known_images():
+    images = torch.zeros(6, 1, 28, 28)
+    images[:4] = 0.9                     # four bright, two dark
+    return images
+
+
+def test_score_generated_on_a_classifier_with_known_output():
+    scores = score_generated(BrightIsSeven(), known_images())
+    assert scores["confident"] == pytest.approx(4 / 6)
+    assert scores["classes"] == 1                                    # only the 7s are confident
+    assert list(scores["histogram"]) == [0, 0, 2, 0, 0, 0, 0, 4, 0, 0]
+    assert list(scores["confident_histogram"]) == [0, 0, 0, 0, 0, 0, 0, 4, 0, 0]
+    assert scores["entropy"] == pytest.approx(-(1 / 3) * np.log(1 / 3) - (2 / 3) * np.log(2 / 3))
+    # a lower bar admits the unsure 2s too; a NumPy array and small batches give the same verdict
+    loose = score_generated(BrightIsSeven(), known_images().numpy(), confidence=0.2, batch_size=4)
+    assert loose["confident"] == 1.0 and loose["classes"] == 2
+    assert list(loose["confident_histogram"]) == [0, 0, 2, 0, 0, 0, 0, 4, 0, 0]
+    probs = class_probabilities(BrightIsSeven(), known_images(), batch_size=5)
+    assert probs.shape == (6, 10) and torch.allclose(probs.sum(1), torch.ones(6))
+    assert probs[0, 7] > 0.9999 and probs[5, 2] == pytest.approx(np.e / (np.e + 9))
+
+
+def test_score_generated_of_a_single_class():
+    scores = score_generated(BrightIsSeven(), known_images()[:4])
     assert scores["confident"] == 1.0 and scores["classes"] == 1 and scores["entropy"] == 0.0
-    assert list(scores["histogram"]) == [0, 0, 0, 5, 0, 0, 0, 0, 0, 0]
-    with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\)"):
-        score_generated(Always3(), torch.zeros(2, 28, 28))
+
+
+def test_train_digit_judge_learns_is_seeded_and_leaves_the_random_state_alone():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, size=128)
+    images = 0.1 * rng.random((128, 1, 28, 28)).astype(np.float32)
+    images[labels == 1, :, :14] += 0.8          # class 1: bright top half; class 0: dark
+    state = torch.get_rng_state()
+    judge = train_digit_judge(images, labels, epochs=2, batch_size=16, lr=3e-3, seed=1)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert not judge.training
+    accuracy = (class_probabilities(judge, images).argmax(1).numpy() == labels).mean()
+    assert accuracy > 0.95, accuracy
+    again = train_digit_judge(torch.as_tensor(images), labels, epochs=2, batch_size=16, lr=3e-3, seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(judge.state_dict().values(), again.state_dict().values()))
+    other = train_digit_judge(images, labels, epochs=1, batch_size=32, lr=3e-3, seed=2)
+    assert not torch.equal(judge[0].weight, other[0].weight)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: score_generated(BrightIsSeven(), torch.zeros(2, 28, 28)), r"score_generated.*\(N, 1, 28, 28\)"),
+    (lambda: score_generated(BrightIsSeven(), torch.zeros(2, 3, 28, 28)), r"\(N, 1, 28, 28\)"),
+    (lambda: score_generated(BrightIsSeven(), np.zeros((0, 1, 28, 28))), "N >= 1"),
+    (lambda: score_generated(BrightIsSeven(), known_images(), num_classes=5), "10 classes, expected 5"),
+    (lambda: class_probabilities(BrightIsSeven(), np.zeros((2, 1, 32, 32))), "class_probabilities"),
+    (lambda: train_digit_judge(np.zeros((4, 1, 28, 28)), np.zeros(3)), "one label in 0..9 per image"),
+    (lambda: train_digit_judge(np.zeros((2, 1, 28, 28)), np.array([0, 10])), "one label in 0..9 per image"),
+    (lambda: train_digit_judge(np.zeros((2, 784)), np.array([0, 1])), "train_digit_judge"),
+])
+def test_judge_refuses_bad_input(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

@@ -10,6 +10,7 @@ import nndl_helpers as nh
 from nndl_helpers.ch13c import (SCHEDULES, DenoiserMLP, NoiseSchedule, TinyUNet, ddim_sample, ddpm_loss, ddpm_sample,
                                 energy_distance, eps_mse_loss, q_sample, sampling_timesteps, timestep_embedding,
                                 timestep_embedding_torch, torch_eps_predictor, train_ddpm, train_denoiser)
+from nndl_helpers.ch13b import score_generated
 
 TOL = 1e-6
 TORCH_ACTIVATIONS = {"relu": torch.relu, "silu": F.silu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
@@ -236,3 +237,32 @@ def test_train_denoiser_lowers_the_loss():
 def test_bad_input_raises_a_clear_value_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+class ConfidentByBrightness(torch.nn.Module):
+    """A stand-in judge with known answers: the class is the image's mean brightness in tenths, and
+    it is confident (p = 0.999) only for images brighter than 0.45."""
+
+    def forward(self, x):
+        brightness = x.mean(dim=(1, 2, 3))
+        logits = torch.zeros(len(x), 10)
+        strength = torch.where(brightness > 0.45, 10.0, 1.0)
+        logits[torch.arange(len(x)), (brightness * 10).long().clamp(0, 9)] = strength
+        return logits
+
+
+def test_the_judge_scores_generated_digits_as_13c_reports_them():
+    # 13c scores NumPy sample sets (N, 1, 28, 28) in [0, 1] with 13b's score_generated: the confident
+    # share, the confident samples per class, and how many classes they cover
+    levels = np.array([0.05, 0.15, 0.25, 0.55, 0.55, 0.65, 0.95, 0.95], dtype=np.float32)
+    images = np.broadcast_to(levels[:, None, None, None], (8, 1, 28, 28)).copy()
+    scores = score_generated(ConfidentByBrightness(), images)
+    assert scores["confident"] == 5 / 8
+    assert list(scores["confident_histogram"]) == [0, 0, 0, 0, 0, 2, 1, 0, 0, 2]
+    assert scores["classes"] == 3 == int((scores["confident_histogram"] > 0).sum())
+    assert scores["histogram"].sum() == 8 and scores["confident_histogram"].sum() == 5
+
+
+def test_the_judge_refuses_images_that_are_not_mnist_shaped():
+    with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\)"):
+        score_generated(ConfidentByBrightness(), np.zeros((8, 28, 28), dtype=np.float32))
