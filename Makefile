@@ -2,6 +2,7 @@
 #   make lab    install everything into .venv and open the course in JupyterLab
 #   make test   install everything into .venv and run the whole test suite
 #   make playground   serve notebooks/playground.ipynb as a page with Voila
+#   make bench        time the NumPy code against PyTorch, and every notebook
 #
 # Variables (override on the command line or in the environment):
 #   PYTHON  interpreter that creates the virtual environment   (python3)
@@ -11,6 +12,13 @@
 #           for the small CPU-only build on Linux
 #   PYTEST_ARGS  extra arguments for pytest, e.g. PYTEST_ARGS="-m 'not ui'"
 
+# How NumPy's and PyTorch's thread pools share the cores, and how freed memory is kept:
+# nndl_helpers/config.py (RUNTIME_ENV) explains each; a test checks the two lists agree.
+export OMP_WAIT_POLICY ?= PASSIVE
+export OPENBLAS_THREAD_TIMEOUT ?= 4
+export MALLOC_MMAP_THRESHOLD_ ?= 33554432
+export MALLOC_TRIM_THRESHOLD_ ?= 67108864
+
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch
@@ -18,7 +26,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: lab test playground install notebooks clean
+.PHONY: lab test playground bench install notebooks clean
 
 lab: install
 	$(BIN)/jupyter lab notebooks/
@@ -29,6 +37,10 @@ test: install
 # The neural-network playground as a page of its own (http://localhost:8866).
 playground: install
 	$(BIN)/voila notebooks/playground.ipynb
+
+# Timings of the NumPy code against PyTorch and of every notebook: benchmarks/results.md
+bench: install
+	$(BIN)/python benchmarks/bench.py
 
 install: $(STAMP)
 

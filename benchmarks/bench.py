@@ -1,5 +1,6 @@
 """How fast is the course's from-scratch NumPy code next to PyTorch, on this machine?
 
+    make bench                                 # everything (a few minutes), as below
     python benchmarks/bench.py                 # everything (a few minutes)
     python benchmarks/bench.py --skip-notebooks
     python benchmarks/bench.py --only conv2d epochs   # a few parts, printed, results files untouched
@@ -14,6 +15,10 @@ One process, one run. It measures
    the kernel's peak resident memory.
 Results go to ``benchmarks/results.md`` (shown in the README) and ``results.json``.
 Blocks of chapters not yet written are listed as such, not skipped silently.
+
+It measures what `make lab` gives a reader: when the thread-pool and memory settings of
+``nndl_helpers.config.RUNTIME_ENV`` are missing from the environment, it starts itself
+again with them (``--as-is`` measures the environment as it is instead).
 """
 from __future__ import annotations
 
@@ -23,15 +28,32 @@ import json
 import os
 import platform
 import threading
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
+
+from nndl_helpers.config import RUNTIME_ENV, runtime_env_missing
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+
+
+def _restart_with_runtime_env() -> None:
+    """Start again as `make lab` would: RUNTIME_ENV must be set before NumPy and PyTorch start their pools."""
+    if "--as-is" in sys.argv or not runtime_env_missing():
+        return
+    env = {**RUNTIME_ENV, **os.environ}
+    print("restarting with", " ".join(f"{k}={env[k]}" for k in RUNTIME_ENV), flush=True)
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
+if __name__ == "__main__":
+    _restart_with_runtime_env()
+
+import torch  # noqa: E402  (after the restart)
 
 
 def best_time(fn, repeat: int = 7, min_time: float = 0.2) -> float:
@@ -418,7 +440,8 @@ def to_markdown(rep: Report) -> str:
     m, p = rep.machine, rep.peak
     lines = [
         f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores), NumPy {m['numpy']}, "
-        f"PyTorch {m['torch']}, {m['threads']} threads.",
+        f"PyTorch {m['torch']}, {m['threads']} threads; "
+        + ", ".join(f"{k}={v}" for k, v in m.get("environment", {}).items()) + ".",
         "",
         f"Matrix-multiply peak (float32, {p['n']}×{p['n']}): NumPy {p['numpy_gflops']:.1f} GFLOP/s, "
         f"PyTorch {p['torch_gflops']:.1f} GFLOP/s.",
@@ -479,6 +502,8 @@ def main(argv=None) -> int:
                     help=f"measure only these parts and print them without writing results files: "
                          f"{', '.join([*BLOCKS, 'epochs', 'notebooks'])}")
     ap.add_argument("--out", default=str(HERE))
+    ap.add_argument("--as-is", action="store_true",
+                    help="do not add the RUNTIME_ENV settings that `make lab` sets (compare with and without)")
     args = ap.parse_args(argv)
 
     os.environ.setdefault("NNDL_PROFILE", "quick")
@@ -492,6 +517,7 @@ def main(argv=None) -> int:
         "numpy": np.__version__,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "environment": {k: os.environ.get(k, "(unset)") for k in RUNTIME_ENV},
     }
     try:
         with open("/proc/cpuinfo") as fh:

@@ -16,6 +16,28 @@ import numpy as np
 PROFILES = ("quick", "full")
 PROFILE_ENV = "NNDL_PROFILE"
 
+# How NumPy's OpenBLAS and PyTorch's OpenMP should share a small machine. Both keep a pool of
+# worker threads that spin, busy-waiting for the next operation, after each one finishes; in a
+# notebook that alternates NumPy and PyTorch, or with two kernels on two cores, the pools steal
+# each other's cores (notebook 13c, two kernels side by side on two cores: still running after
+# 400 s, stopped there; with these settings both finished in 40 s, against 25 s alone). glibc
+# also hands big temporaries back to the system after each use, and NumPy pays page faults to
+# fetch them again. These settings make idle workers sleep at once and keep freed memory for
+# reuse. They must be in the environment before NumPy and PyTorch are imported: `make lab`,
+# `make test`, `make bench` and `nbtools run` set them (the Makefile holds the same values).
+RUNTIME_ENV = {
+    "OMP_WAIT_POLICY": "PASSIVE",              # PyTorch's OpenMP workers sleep when idle
+    "OPENBLAS_THREAD_TIMEOUT": "4",            # OpenBLAS workers spin 2**4 cycles, not 2**28
+    "MALLOC_MMAP_THRESHOLD_": "33554432",      # arrays under 32 MiB come from the heap ...
+    "MALLOC_TRIM_THRESHOLD_": "67108864",      # ... which keeps up to 64 MiB free for reuse
+}
+
+
+def runtime_env_missing(environ=None) -> list[str]:
+    """The RUNTIME_ENV variables not set in ``environ`` (default: this process's environment)."""
+    environ = os.environ if environ is None else environ
+    return [k for k in RUNTIME_ENV if k not in environ]
+
 
 def best_device(prefer: str | None = None):
     """Return the fastest available ``torch.device``: CUDA, then Apple MPS, then CPU.
@@ -72,13 +94,26 @@ def seed_everything(seed: int = 0) -> np.random.Generator:
 
 
 def describe(device, profile: str) -> str:
-    """One line for the setup cell: library versions, device and profile."""
+    """One line for the setup cell: library versions, device, profile and CPU threads.
+
+    A second line, a tip, follows when PyTorch uses several CPU threads and the RUNTIME_ENV
+    settings are missing (Jupyter was not started with `make lab`).
+    """
     import torch
 
     name = str(device)
     if getattr(device, "type", "") == "cuda":
         name += f" ({torch.cuda.get_device_name(device)})"
-    return (
+    threads = torch.get_num_threads()
+    line = (
         f"numpy {np.__version__} | torch {torch.__version__} | "
-        f"device {name} | profile {profile} | threads {torch.get_num_threads()}"
+        f"device {name} | profile {profile} | threads {threads}"
     )
+    missing = runtime_env_missing()
+    if threads > 1 and missing:
+        line += (
+            f"\ntip: {', '.join(missing)} not set, so NumPy's and PyTorch's thread pools may busy-wait "
+            f"against each other (slow with two notebooks open on a small machine); start Jupyter with "
+            f"`make lab`, or see the README's 'Speed on small machines'"
+        )
+    return line

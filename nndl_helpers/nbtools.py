@@ -89,8 +89,12 @@ def run(paths: list[str], timeout: int = 900) -> None:
     import nbformat
     from nbclient import NotebookClient
 
+    from .config import RUNTIME_ENV
+
     os.environ.setdefault("NNDL_PROFILE", "quick")
     os.environ.setdefault("NNDL_DEVICE", "cpu")
+    for key, value in RUNTIME_ENV.items():  # the kernels inherit them, as under `make lab`
+        os.environ.setdefault(key, value)
     done = []
     for p in paths:
         path = Path(p).resolve()

@@ -49,3 +49,32 @@ def test_seed_everything_makes_all_three_generators_repeat():
 def test_describe_names_device_and_profile():
     line = nh.describe(torch.device("cpu"), "quick")
     assert "device cpu" in line and "profile quick" in line and torch.__version__ in line
+
+
+def test_describe_tips_about_thread_pools_only_when_it_matters(monkeypatch):
+    from nndl_helpers.config import RUNTIME_ENV
+
+    for key in RUNTIME_ENV:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    text = nh.describe(torch.device("cpu"), "quick")
+    assert text.count("\n") == 1 and "tip:" in text and "make lab" in text
+    assert all(key in text for key in RUNTIME_ENV)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)   # one thread: no pool to busy-wait
+    assert "\n" not in nh.describe(torch.device("cpu"), "quick")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    for key, value in RUNTIME_ENV.items():
+        monkeypatch.setenv(key, value)
+    assert "\n" not in nh.describe(torch.device("cpu"), "quick")
+
+
+def test_makefile_exports_the_runtime_settings():
+    """`make lab/test/bench` must give kernels exactly the settings RUNTIME_ENV documents."""
+    import re
+    from pathlib import Path
+
+    from nndl_helpers.config import RUNTIME_ENV
+
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    exported = dict(re.findall(r"^export (\w+) \?= (\S+)$", makefile, flags=re.M))
+    assert exported == RUNTIME_ENV
