@@ -7,7 +7,9 @@ at what a student would see:
 
 * JupyterLab: open a chapter notebook, run all cells, move a slider with the
   keyboard (ipywidgets 8 sliders are noUiSlider handles) and check that the
-  output it drives changed: the slider's printed value and the plot's pixels.
+  output it drives changed: the slider's printed value and the plot's pixels
+  (or, for a notebook whose sliders only print, such as 15's beam search, the
+  printed text).
 * Voila: open the playground page, change a control, step and play the
   trainer, and check that the decision-boundary image and the loss change.
 
@@ -47,9 +49,15 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 # Notebooks opened in JupyterLab, each with the description of the slider to move
 # (None: the first interactive whose output holds a plot).
+# One of each kind of control: interact() with a matplotlib plot (02, 03), sliders that redraw
+# an Image widget (08), a bank of latent sliders (13a), sliders that only print (15).
+# NNDL_UI_LAB_NOTEBOOKS=all opens every chapter notebook (about 8 minutes).
 LAB_NOTEBOOKS = {
     "02_linear_regression.ipynb": None,
     "03_linear_models.ipynb": None,
+    "08_attention_transformer.ipynb": None,
+    "13a_vae.ipynb": None,
+    "15_sequence_generation.ipynb": "beam width",
 }
 PLAYGROUND = os.environ.get("NNDL_UI_PLAYGROUND", "playground.ipynb")  # another path: debugging
 
@@ -265,8 +273,10 @@ def _api(base: str, method: str, path: str, body: dict | None = None) -> dict | 
 
 
 def _lab_notebooks() -> dict:
-    """The notebooks to open; ``NNDL_UI_LAB_NOTEBOOKS=a.ipynb,/abs/b.ipynb`` picks others (debugging)."""
+    """The notebooks to open; ``NNDL_UI_LAB_NOTEBOOKS=a.ipynb,/abs/b.ipynb`` picks others, ``=all`` every chapter."""
     override = os.environ.get("NNDL_UI_LAB_NOTEBOOKS")
+    if override == "all":
+        return {p.name: LAB_NOTEBOOKS.get(p.name) for p in sorted(NOTEBOOKS.glob("[0-9]*.ipynb"))}
     return {n.strip(): None for n in override.split(",")} if override else LAB_NOTEBOOKS
 
 
@@ -368,6 +378,13 @@ _MARK_SLIDER_JS = """(label) => {
       for (const slider of unit.querySelectorAll('.widget-slider'))
         if (slider.querySelector('.noUi-handle')) candidates.push([unit, unit, slider]);
     }
+  // Sliders whose interactive only prints (no plot anywhere near): the unit is the interactive.
+  if (!candidates.length || label)
+    for (const box of document.querySelectorAll('.jp-Notebook .widget-interact')) {
+      if (box.querySelector('img') || !box.querySelector('.widget-output')) continue;
+      for (const slider of box.querySelectorAll('.widget-slider'))
+        if (slider.querySelector('.noUi-handle')) candidates.push([box, box, slider]);
+    }
   const name = s => (s.querySelector('.widget-label') || {textContent: ''}).textContent.trim();
   const chosen = label ? candidates.find(([, , s]) => name(s) === label) : candidates[0];
   if (!chosen) return 0;
@@ -459,8 +476,13 @@ def test_lab_run_all_then_move_a_slider(browser, lab, page, notebook, record_pro
                         f"drives; interactives found: {found}", pytrace=False)
         unit = page.locator("[data-nndl-unit]")
         unit.scroll_into_view_if_needed()
-        expect(unit.locator("img").first).to_be_visible()
+        plotted = unit.locator("img").count() > 0      # else an interactive that only prints
+        if plotted:
+            expect(unit.locator("img").first).to_be_visible()
         before = unit.evaluate(_SNAPSHOT_JS)
+        if not plotted:
+            assert before["text"], f"{before['label']}: the interactive shows neither a plot nor text"
+        shown = "images" if plotted else "text"
         unit.screenshot(path=str(ARTIFACTS / f"{stem}_slider_before.png"))
 
         page.locator("[data-nndl-slider] .noUi-handle").first.focus()
@@ -469,9 +491,10 @@ def test_lab_run_all_then_move_a_slider(browser, lab, page, notebook, record_pro
         if unit.evaluate(_SNAPSHOT_JS)["readout"] == before["readout"]:  # already at its maximum
             page.keyboard.press("ArrowLeft")
         deadline = time.monotonic() + INTERACTION_S
-        while (after := unit.evaluate(_SNAPSHOT_JS))["images"] == before["images"]:
+        while (after := unit.evaluate(_SNAPSHOT_JS))[shown] == before[shown]:
             if time.monotonic() > deadline:
-                pytest.fail(f"{before['label']}: the plot did not change within {INTERACTION_S} s", pytrace=False)
+                pytest.fail(f"{before['label']}: the {'plot' if plotted else 'printed output'} did not change "
+                            f"within {INTERACTION_S} s", pytrace=False)
             time.sleep(0.1)
         page.wait_for_timeout(300)  # a printed line that follows the plot
         after = unit.evaluate(_SNAPSHOT_JS)
@@ -479,7 +502,8 @@ def test_lab_run_all_then_move_a_slider(browser, lab, page, notebook, record_pro
         unit.screenshot(path=str(ARTIFACTS / f"{stem}_slider_after.png"))
 
         assert after["readout"] != before["readout"], f"{before['label']}: the slider's value did not change"
-        assert after["images"] != before["images"], "the plot did not change"
+        if plotted:
+            assert after["images"] != before["images"], "the plot did not change"
         if before["text"] or after["text"]:
             assert after["text"] != before["text"], "the printed output did not change"
         timings.update(slider=before["label"], value_before=before["readout"], value_after=after["readout"])
