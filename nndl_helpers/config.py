@@ -20,7 +20,7 @@ PROFILE_ENV = "NNDL_PROFILE"
 # worker threads that spin, busy-waiting for the next operation, after each one finishes; in a
 # notebook that alternates NumPy and PyTorch, or with two kernels on two cores, the pools steal
 # each other's cores (notebook 13c, two kernels side by side on two cores: still running after
-# 400 s, stopped there; with these settings both finished in 40 s, against 25 s alone). glibc
+# 450 s, stopped there; with these settings both finished in 40 s, against 25 s alone). glibc
 # also hands big temporaries back to the system after each use, and NumPy pays page faults to
 # fetch them again. These settings make idle workers sleep at once and keep freed memory for
 # reuse. They must be in the environment before NumPy and PyTorch are imported: `make lab`,
