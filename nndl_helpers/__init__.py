@@ -6,7 +6,7 @@ plotting, choosing a device, seeding, and checking gradients. Code a notebook
 teaches and a later one reuses is exported, verbatim, to ``nndl_helpers.chNN``
 (see ``nndl_helpers.nbtools``).
 """
-from .config import best_device, describe, get_profile, seed_everything
+from .config import best_device, describe, get_profile, seed_everything, speed_checks_enabled
 from .data import (
     DATASETS,
     DataError,
@@ -36,7 +36,7 @@ from .gradcheck import (
 from .plot import PALETTE, LiveCurve, decision_boundary, figure_to_png, image_grid, tile_images, use_style
 
 __all__ = [
-    "best_device", "describe", "get_profile", "seed_everything",
+    "best_device", "describe", "get_profile", "seed_everything", "speed_checks_enabled",
     "DATASETS", "DataError", "FASHION_MNIST_CLASSES", "fetch", "load_diabetes", "load_mnist",
     "load_tang_poems", "load_text", "load_translation_pairs", "make_linear_regression",
     "make_sine_regression", "make_toy_2d", "minibatches", "read_idx", "to_tensors", "train_test_split",

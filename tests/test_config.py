@@ -1,4 +1,5 @@
 import random
+import types
 
 import numpy as np
 import pytest
@@ -25,15 +26,72 @@ def test_unknown_profile_is_a_clear_error(monkeypatch):
         nh.get_profile()
 
 
-def test_best_device_can_be_forced(monkeypatch):
+@pytest.mark.parametrize("name", ["cpu", "meta"])   # "meta" exists on every machine and is never auto-detected
+def test_best_device_can_be_forced_by_argument_or_environment(monkeypatch, name):
+    monkeypatch.delenv("NNDL_DEVICE", raising=False)
+    assert nh.best_device(name) == torch.device(name)
+    monkeypatch.setenv("NNDL_DEVICE", name)
+    assert nh.best_device() == torch.device(name)
+
+
+def test_best_device_argument_wins_over_environment(monkeypatch):
+    monkeypatch.setenv("NNDL_DEVICE", "meta")
+    assert nh.best_device("cpu") == torch.device("cpu")
     monkeypatch.setenv("NNDL_DEVICE", "cpu")
+    assert nh.best_device("meta") == torch.device("meta")
+
+
+@pytest.mark.parametrize("cuda, mps, expected", [
+    (True, True, "cuda"), (True, False, "cuda"), (False, True, "mps"), (False, False, "cpu"),
+])
+@pytest.mark.parametrize("env", [None, ""])            # unset or empty NNDL_DEVICE: detect
+def test_best_device_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected, env):
+    # fake the availability checks, so the order is tested on a machine without any GPU
+    if env is None:
+        monkeypatch.delenv("NNDL_DEVICE", raising=False)
+    else:
+        monkeypatch.setenv("NNDL_DEVICE", env)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert nh.best_device() == torch.device(expected)
+
+
+def test_best_device_without_mps_backend_falls_back_to_cpu(monkeypatch):
+    # builds of PyTorch without torch.backends.mps must not break the detection
+    monkeypatch.delenv("NNDL_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    # torch.backends forwards attribute lookups to an inner module, so swap in one without "mps"
+    monkeypatch.setattr(torch, "backends", types.SimpleNamespace())
     assert nh.best_device() == torch.device("cpu")
-    monkeypatch.delenv("NNDL_DEVICE")
-    expected = "cuda" if torch.cuda.is_available() else None
-    got = nh.best_device().type
-    assert got in ("cuda", "mps", "cpu")
-    if expected:
-        assert got == expected
+
+
+def test_speed_checks_are_off_by_default(monkeypatch):
+    # correctness runs must not fail on a slow or busy machine: no variable, no timing asserts
+    monkeypatch.delenv("NNDL_CHECK_SPEED", raising=False)
+    assert nh.speed_checks_enabled() is False
+    assert nh.speed_checks_enabled({}) is False
+
+
+@pytest.mark.parametrize("value", ["1", "true", "TRUE", "Yes", "on", " On "])
+def test_speed_checks_enabled_by_yes_values(monkeypatch, value):
+    monkeypatch.setenv("NNDL_CHECK_SPEED", value)
+    assert nh.speed_checks_enabled() is True
+    assert nh.speed_checks_enabled({"NNDL_CHECK_SPEED": value}) is True
+
+
+@pytest.mark.parametrize("value", ["", "0", "false", "no", "off", "2", "y", "enabled"])
+def test_speed_checks_stay_off_for_other_values(monkeypatch, value):
+    monkeypatch.setenv("NNDL_CHECK_SPEED", value)
+    assert nh.speed_checks_enabled() is False
+    assert nh.speed_checks_enabled({"NNDL_CHECK_SPEED": value}) is False
+
+
+def test_speed_checks_read_the_given_environment_only(monkeypatch):
+    # an explicit mapping replaces os.environ, it is not merged with it
+    monkeypatch.setenv("NNDL_CHECK_SPEED", "1")
+    assert nh.speed_checks_enabled({}) is False
+    monkeypatch.delenv("NNDL_CHECK_SPEED")
+    assert nh.speed_checks_enabled({"NNDL_CHECK_SPEED": "1"}) is True
 
 
 def test_seed_everything_makes_all_three_generators_repeat():

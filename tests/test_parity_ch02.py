@@ -72,13 +72,27 @@ def test_mse_loss_matches_centred_differences():
     assert nh.rel_error(num_w, dw) < TOL and nh.rel_error(num_b, [db]) < TOL
 
 
-def test_a_wrong_gradient_is_caught():
-    """The parity check can fail: a backward that forgets the factor 2 (NNDL's ½ convention) is rejected."""
+def test_mse_gradient_has_no_half_factor():
+    """mse_loss uses mean(r²), like torch.nn.MSELoss, not NNDL's ½ mean(r²): loss and gradient must agree on it.
+
+    Against autograd of the ½ convention the same gradients are off by a factor 2, a relative error
+    of exactly 1/3, far above TOL: the parity check tells the two conventions apart.
+    """
     X, y, w, b = make_problem(11, 3, seed=4)
-    _, dw, db = mse_loss(X, y, w, b)
-    ref = nh.autograd_gradients(torch_mse, {"X": X, "y": y, "w": w, "b": np.array(b)}, wrt=["w", "b"])
-    assert nh.rel_error(dw / 2, ref["w"]) > 0.1
-    assert nh.rel_error(dw + 1e-4, ref["w"]) > TOL
+    loss, dw, db = mse_loss(X, y, w, b)
+    inputs = {"X": X, "y": y, "w": w, "b": np.array(b)}
+    residual = X @ w + b - y
+    assert loss == pytest.approx(np.mean(residual ** 2), rel=1e-12)
+
+    ref = nh.autograd_gradients(torch_mse, inputs, wrt=["w", "b"])
+    assert nh.rel_error(dw, ref["w"]) < TOL and nh.rel_error(db, ref["b"]) < TOL
+
+    def torch_half_mse(X, y, w, b):
+        return 0.5 * torch_mse(X, y, w, b)
+
+    half = nh.autograd_gradients(torch_half_mse, inputs, wrt=["w", "b"])
+    assert nh.rel_error(dw, half["w"]) == pytest.approx(1 / 3)
+    assert nh.rel_error(db, half["b"]) == pytest.approx(1 / 3)
 
 
 def test_mse_loss_is_exact_for_huge_values():

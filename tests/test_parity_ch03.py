@@ -275,14 +275,22 @@ def test_softmax_regression_gradients_match_autograd(N, D, C, lam):
     assert nh.rel_error(db, ref["b"]) < TOL
 
 
-def test_parity_check_catches_a_wrong_backward():
-    # the comparison used above is sensitive: a gradient that forgets the 1/N fails it
+def test_softmax_cross_entropy_gradient_carries_the_batch_mean():
+    """The loss is a mean over the batch, so dz is (softmax(z) - one_hot(y)) / N, with the 1/N.
+
+    Repeating the batch twice keeps the mean loss and must halve every row of dz: a backward that
+    forgot the 1/N (or summed the loss) would not.
+    """
     rng = np.random.default_rng(0)
     z, y = rng.normal(size=(6, 4)), rng.integers(0, 4, size=6)
-    _, dz = softmax_cross_entropy(z, y)
+    loss, dz = softmax_cross_entropy(z, y)
+    np.testing.assert_allclose(dz, (softmax(z) - one_hot(y, 4)) / len(z), rtol=1e-12, atol=1e-15)
     _, ref_dz = autograd_dz(F.cross_entropy, z, y)
-    assert nh.rel_error(dz * len(z), ref_dz) > TOL
-    assert nh.rel_error(softmax(z) - one_hot(y, 4), ref_dz) > TOL
+    assert nh.rel_error(dz, ref_dz) < TOL
+
+    loss2, dz2 = softmax_cross_entropy(np.vstack([z, z]), np.concatenate([y, y]))
+    assert loss2 == pytest.approx(loss, rel=1e-12)
+    np.testing.assert_allclose(dz2, np.vstack([dz, dz]) / 2, rtol=1e-12, atol=1e-15)
 
 
 # --------------------------------------------------------------------------- perceptron and utilities

@@ -162,12 +162,23 @@ def test_generator_gradient_checked_by_finite_differences():
         assert nh.rel_error(nh.numerical_gradient(lambda: gan.generator_loss(z)[0], p), grads[k]) < TOL, k
 
 
-def test_wrong_backward_would_be_caught():
-    """Dropping the shared-column term of minibatch_std_backward must fail the comparison."""
+def test_minibatch_std_backward_passes_gradient_through_the_shared_column():
+    """Gradient that reaches x only through the appended column m = mean_j std_n(x[n, j]).
+
+    With dout zero on the copied columns, dx is exactly the shared-column term: a backward that
+    dropped it would return zeros, and one that mis-scaled it would miss autograd and centred differences.
+    """
     rng = np.random.default_rng(1)
-    x, dout = rng.standard_normal((6, 2)), rng.standard_normal((6, 3))
+    x = rng.standard_normal((6, 2))
+    out, cache = minibatch_std_forward(x)
+    dout = np.zeros_like(out)
+    dout[:, -1] = rng.standard_normal(len(x))
+    dx = minibatch_std_backward(dout, cache)
     ref = nh.autograd_gradients(torch_minibatch_std, {"x": x}, dout=dout)["x"]
-    assert nh.rel_error(dout[:, :-1], ref) > 1e-3
+    assert np.abs(ref).max() > 1e-2          # the term is not negligible here, so the check below has teeth
+    assert nh.rel_error(dx, ref) < TOL
+    num = nh.numerical_gradient_array(lambda: minibatch_std_forward(x)[0], x, dout)
+    assert nh.rel_error(dx, num) < 1e-7
 
 
 def test_gan_refuses_wrong_shapes():

@@ -140,15 +140,22 @@ def test_attention_decoder_step_backward(shape):
     assert (grads["enc"][~mask] == 0).all()
 
 
-def test_wrong_backward_is_caught():
+def test_query_gradient_sums_over_every_key_position():
+    """q is broadcast to all S key positions, so dq must add up the contributions of every position.
+
+    With Wq = Wk the score of position s depends on q + k_s only, hence dq = sum_s dK[:, s] exactly:
+    a backward that kept one position, or averaged them, fails this and the comparison with autograd.
+    """
     rng = np.random.default_rng(0)
+    W = rng.normal(size=(3, 5))
     x = {"q": rng.normal(size=(2, 3)), "K": rng.normal(size=(2, 4, 3)), "V": rng.normal(size=(2, 4, 2)),
-         "Wq": rng.normal(size=(3, 5)), "Wk": rng.normal(size=(3, 5)), "w": rng.normal(size=5)}
+         "Wq": W, "Wk": W.copy(), "w": rng.normal(size=5)}
     dc = rng.normal(size=(2, 2))
     _, _, cache = additive_attention_forward(**x)
-    dq = additive_attention_backward(dc, cache)[0]
+    dq, dK = additive_attention_backward(dc, cache)[:2]
+    np.testing.assert_allclose(dq, dK.sum(axis=1), rtol=1e-10, atol=1e-12)
     ref = nh.autograd_gradients(lambda **t: (t_attention(**t)[0] * torch.as_tensor(dc)).sum(), x, wrt=["q"])["q"]
-    assert nh.rel_error(dq, ref) < TOL and nh.rel_error(dq * 1.001, ref) > TOL
+    assert nh.rel_error(dq, ref) < TOL
 
 
 def test_torch_module_matches_numpy():
