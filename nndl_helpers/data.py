@@ -3,12 +3,23 @@
 Loading a file always goes the same way:
 
     cache hit (checksum ok)  ->  use it
-    otherwise                ->  download from the mirror (if set), then each
-                                 canonical URL: into a temp file, verify the
-                                 SHA-256, then rename atomically into the cache
+    otherwise                ->  try each source in turn: the mirror (if set),
+                                 each canonical URL, then a builder (if the
+                                 registry has one). Each source writes into a
+                                 temp folder beside the cache; the result is
+                                 verified against the registry's SHA-256 and
+                                 only then renamed atomically into the cache.
 
-Nothing half-written is ever left in the cache: a failed or corrupt download
-is deleted, and a cached file whose checksum no longer matches is replaced.
+Any failure of one source (network, HTTP, a cut-off or corrupt download, a
+checksum mismatch, a bad URL) moves on to the next; only when all have failed
+does ``fetch`` raise one ``DataError`` listing every source and why it failed.
+Nothing half-written is ever left in the cache, and a cached file whose checksum
+no longer matches is replaced.
+
+A *builder* makes a file that no server publishes byte for byte: it downloads a
+pinned input (a package tarball, checked against its published integrity hash)
+and derives the file from it, e.g. ``quantangshi.txt.gz`` from the
+``chinese-poetry`` npm package (see ``nndl_helpers.build_quantangshi``).
 
 Environment variables
 ---------------------
@@ -21,10 +32,12 @@ Environment variables
 """
 from __future__ import annotations
 
+import base64
 import dataclasses
 import gzip
 import hashlib
-import io
+import importlib
+import inspect
 import os
 import shutil
 import tempfile
@@ -32,8 +45,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import BinaryIO, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -47,12 +61,38 @@ class DataError(RuntimeError):
 
 
 @dataclasses.dataclass(frozen=True)
+class Builder:
+    """How to make files that no server publishes byte for byte.
+
+    ``input_url`` is downloaded and checked against ``input_integrity``, a
+    Subresource Integrity string such as npm publishes (``sha512-<base64>``);
+    then ``function`` (``"module:function"``) is called as
+    ``function(input_path, out_dir)`` and writes the data set's files into
+    ``out_dir`` under their registry names. ``command`` is how a person runs the
+    same build by hand (printed in error messages).
+    """
+
+    input_url: str
+    input_integrity: str
+    function: str
+    command: str
+
+    def resolve(self) -> Callable[[Path, Path], object]:
+        module, _, name = self.function.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+@dataclasses.dataclass(frozen=True)
 class RemoteFile:
     """One file of a data set, as it is stored in the cache.
 
     ``urls`` are the canonical sources. When a source is a zip archive,
     ``zip_member`` names the file inside it, and ``first_lines`` (if set) keeps
     only that many lines of it: the checksum is always that of the final file.
+    ``builder`` (if set) is tried after the URLs. ``sha256_of_gunzipped`` makes
+    ``sha256`` the checksum of the gunzipped content rather than of the
+    ``.gz`` file itself: needed where a builder cannot reproduce the published
+    compressed bytes (see the ``quantangshi`` entry).
     """
 
     subdir: str
@@ -62,6 +102,8 @@ class RemoteFile:
     zip_member: str | None = None
     first_lines: int | None = None
     note: str = ""
+    builder: Builder | None = None
+    sha256_of_gunzipped: bool = False
 
     @property
     def relpath(self) -> str:
@@ -87,6 +129,19 @@ def _idx_files(subdir: str, sums: dict[str, str], bases: Sequence[str]) -> tuple
         RemoteFile(subdir, name, sha, tuple(base + name for base in bases))
         for name, sha in sums.items()
     )
+
+
+# The Complete Tang Poems are derived from this npm tarball. The integrity string is the
+# one the npm registry publishes (`npm view chinese-poetry@2.0.1 dist.integrity`; its
+# SHA-1 `dist.shasum` is b6e7e60d0accac7c723d066a5c360549aab8299d).
+_CHINESE_POETRY = Builder(
+    input_url="https://registry.npmjs.org/chinese-poetry/-/chinese-poetry-2.0.1.tgz",
+    input_integrity=(
+        "sha512-KtYARvV7CWNtax0na9+Jn6PlhGgSoid7PWyDzXI4KsCEm2odZcqEQyval5koaLygZnM/EQ3lfJ//25K8p3uHNg=="
+    ),
+    function="nndl_helpers.build_quantangshi:build",
+    command="python -m nndl_helpers.build_quantangshi [--tarball chinese-poetry-2.0.1.tgz]",
+)
 
 
 DATASETS: dict[str, Dataset] = {
@@ -172,12 +227,18 @@ DATASETS: dict[str, Dataset] = {
             RemoteFile(
                 "poetry",
                 "quantangshi.txt.gz",
-                "fb0ab5bd06046b7e72fa23010a7631166368a42829e28b0b58b540cdacf244b8",
+                # SHA-256 of the gunzipped text. The published copy was compressed by GNU
+                # gzip -9, whose deflate output Python's zlib cannot reproduce; a file built
+                # here holds the same text in different .gz bytes, so only the text can be
+                # pinned (the published .gz itself is fb0ab5bd...f244b8).
+                "d1b4694e6a41c321ede0711f9c7bd014b7b14c0c7963a0a9b88a11f99ccd3717",
                 (),
+                builder=_CHINESE_POETRY,
+                sha256_of_gunzipped=True,
                 note=(
-                    "This file is built from the `chinese-poetry` npm package 2.0.1 "
-                    "(dist/quantangshi/poet.tang.*.json, one 'title:content' a line, gzip); "
-                    "there is no single canonical download of these exact bytes."
+                    "Built from the `chinese-poetry` npm package 2.0.1 "
+                    "(dist/quantangshi/poet.tang.*.json, one 'title:content' a line, gzip): "
+                    "no server publishes this file itself."
                 ),
             ),
             RemoteFile(
@@ -185,7 +246,8 @@ DATASETS: dict[str, Dataset] = {
                 "LICENSE-chinese-poetry",
                 "89c627fc3f9f65efdf438701cc9cc2b5fbf1abf79793c9ec15c05475bd7882cc",
                 (),
-                note="The MIT licence of the `chinese-poetry` package, shipped beside the corpus.",
+                builder=_CHINESE_POETRY,
+                note="The MIT licence of the `chinese-poetry` package (its LICENSE), kept beside the corpus.",
             ),
         ),
         "MIT (chinese-poetry); poems public domain",
@@ -238,11 +300,86 @@ def data_dir() -> Path:
 
 
 def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
+        return _sha256_of_stream(fh, chunk)
+
+
+def _sha256_of_stream(stream: BinaryIO, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    for block in iter(lambda: stream.read(chunk), b""):
+        h.update(block)
     return h.hexdigest()
+
+
+def _registry_hash_of_stream(stream: BinaryIO, rf: RemoteFile) -> str:
+    """What ``checksum`` computes, from an open binary stream."""
+    if not rf.sha256_of_gunzipped:
+        return _sha256_of_stream(stream)
+    try:
+        with gzip.GzipFile(fileobj=stream, mode="rb") as gz:
+            return _sha256_of_stream(gz)
+    except (OSError, EOFError, zlib.error) as e:  # what gzip raises on a corrupt or cut-off file
+        raise DataError(f"not a valid gzip file ({_error_name(e)}: {e})") from e
+
+
+def checksum(path: str | os.PathLike, rf: RemoteFile) -> str:
+    """The SHA-256 that the registry's ``rf.sha256`` is compared with.
+
+    That of the file itself, or of its gunzipped content when
+    ``rf.sha256_of_gunzipped``; a ``.gz`` that cannot be decompressed raises
+    ``DataError``.
+    """
+    with open(path, "rb") as fh:
+        return _registry_hash_of_stream(fh, rf)
+
+
+def check_integrity(path: str | os.PathLike, integrity: str) -> None:
+    """Raise ``DataError`` unless ``path`` matches a Subresource Integrity string
+    (``sha512-<base64 digest>``, as the npm registry publishes for each tarball)."""
+    algorithm, _, expected = integrity.partition("-")
+    if algorithm not in ("sha256", "sha384", "sha512") or not expected:
+        raise ValueError(f"not an integrity string: {integrity!r}")
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    got = base64.b64encode(h.digest()).decode("ascii")
+    if got != expected:
+        raise DataError(f"integrity mismatch: expected {integrity}, got {algorithm}-{got}")
+
+
+def _check_cached(target: Path, rf: RemoteFile) -> tuple[bool, os.stat_result | None]:
+    """Whether ``target`` holds a verified copy, and the identity (stat) of the file checked.
+
+    The stat comes from the open file, so it names exactly the file whose bytes
+    were hashed even if another process replaces ``target`` meanwhile. A file
+    that is missing (possibly deleted by another process a moment ago) gives
+    ``(False, None)``; one that is present but wrong gives ``(False, stat)``.
+    """
+    try:
+        with open(target, "rb") as fh:
+            seen = os.fstat(fh.fileno())
+            try:
+                return _registry_hash_of_stream(fh, rf) == rf.sha256, seen
+            except DataError:  # an undecompressable .gz is simply a bad copy
+                return False, seen
+    except FileNotFoundError:
+        return False, None
+
+
+def _remove_if_same_file(path: Path, seen: os.stat_result) -> None:
+    """Delete ``path`` if it is still the file described by ``seen``.
+
+    Another process may have deleted it already (fine), or replaced it with a
+    good copy: ``os.replace`` gives that copy a new inode, so comparing inodes
+    keeps us from deleting it.
+    """
+    try:
+        now = path.stat()
+    except FileNotFoundError:
+        return
+    if (now.st_dev, now.st_ino) == (seen.st_dev, seen.st_ino):
+        path.unlink(missing_ok=True)  # it may vanish between the stat and here
 
 
 def _mirror_url(rf: RemoteFile) -> str | None:
@@ -254,13 +391,30 @@ def _mirror_url(rf: RemoteFile) -> str | None:
     return mirror.rstrip("/") + "/" + urllib.parse.quote(rf.relpath)
 
 
-def _sources(rf: RemoteFile) -> list[tuple[str, bool]]:
-    """(url, is_final_file) pairs to try, mirror first. A mirror holds final files."""
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    """One place to try: ``kind`` says what the download at ``url`` is.
+
+    ``"file"``: the final file itself; ``"zip"``: an archive holding it
+    (``rf.zip_member``); ``"build"``: the input of ``rf.builder``.
+    """
+
+    label: str  # how messages name it
+    url: str
+    kind: str
+
+
+def _sources(rf: RemoteFile) -> list[_Source]:
+    """The sources to try, in order: mirror, canonical URLs, builder."""
     out = []
     mirror = _mirror_url(rf)
-    if mirror:
-        out.append((mirror, True))
-    out.extend((u, rf.zip_member is None) for u in rf.urls)
+    if mirror:  # a mirror holds final files, laid out like the cache
+        out.append(_Source(f"mirror {mirror}", mirror, "file"))
+    kind = "file" if rf.zip_member is None else "zip"
+    out.extend(_Source(url, url, kind) for url in rf.urls)
+    if rf.builder is not None:
+        b = rf.builder
+        out.append(_Source(f"build from {b.input_url} ({b.function})", b.input_url, "build"))
     return out
 
 
@@ -270,16 +424,39 @@ def _help_text(rf: RemoteFile, target: Path) -> str:
         f"  file:     {rf.relpath}",
         f"  URLs:\n{urls}",
     ]
+    if rf.builder is not None:
+        lines.append(f"  builder:  {rf.builder.command}\n"
+                     f"            (downloads {rf.builder.input_url})")
     mirror = _mirror_url(rf)
     if mirror:
         lines.append(f"  mirror:   {mirror}  (from ${MIRROR_ENV})")
     if rf.note:
         lines.append(f"  note:     {rf.note}")
+    what = "SHA-256 of its gunzipped content" if rf.sha256_of_gunzipped else "SHA-256"
     lines.append(
         f"  To fix it by hand, put a copy of the file at\n    {target}\n"
-        f"  (expected SHA-256 {rf.sha256}), or set ${MIRROR_ENV} to a folder holding {rf.relpath}."
+        f"  (expected {what} {rf.sha256}), or set ${MIRROR_ENV} to a folder holding {rf.relpath}."
     )
     return "\n".join(lines)
+
+
+def _error_name(e: BaseException) -> str:
+    """The exception's class name, with its module unless it is a built-in one
+    (``zlib.error``, ``http.client.InvalidURL``): a bare ``error`` would say nothing."""
+    cls = type(e)
+    return cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__name__}"
+
+
+def _reason(e: BaseException) -> str:
+    """One line saying why a source failed, keeping the underlying cause."""
+    if isinstance(e, DataError):
+        return str(e)
+    if isinstance(e, urllib.error.HTTPError):
+        return f"HTTP {e.code} {e.reason}"
+    if isinstance(e, urllib.error.URLError):  # no connection, unknown host, missing file:// file
+        return str(e.reason)
+    text = str(e)
+    return text if text.startswith(type(e).__name__) else f"{_error_name(e)}: {text}"
 
 
 def _download(url: str, dest: Path, desc: str) -> None:
@@ -300,69 +477,154 @@ def _download(url: str, dest: Path, desc: str) -> None:
             raise DataError(f"truncated download: got {received} of {total} bytes")
 
 
-def _unpack(archive: Path, rf: RemoteFile, dest: Path) -> None:
-    try:
-        with zipfile.ZipFile(archive) as zf, zf.open(rf.zip_member) as src, open(dest, "wb") as out:
-            if rf.first_lines is None:
-                shutil.copyfileobj(src, out)
-            else:
-                for i, line in enumerate(src):
-                    if i >= rf.first_lines:
-                        break
-                    out.write(line)
-    except (zipfile.BadZipFile, KeyError) as e:
-        raise DataError(f"the archive does not hold {rf.zip_member!r}: {e}") from e
+def _unpack(archive: Path, archive_name: str, rf: RemoteFile, dest: Path) -> None:
+    """Copy ``rf.zip_member`` (its first ``rf.first_lines`` lines, if set) out of a zip archive.
 
-
-def fetch(dataset: str, filename: str | None = None, *, verbose: bool = True) -> Path:
-    """Return the local path of one verified file of ``dataset``, downloading it if needed.
-
-    ``filename`` may be left out for single-file data sets. Raises ``DataError``
-    naming the file, the URLs tried and where to put a copy by hand.
+    A member that is absent and an archive that is damaged are different faults
+    with different fixes, so the messages keep them apart.
     """
+    try:
+        zf = zipfile.ZipFile(archive)
+    except zipfile.BadZipFile as e:
+        raise DataError(f"the archive {archive_name} is corrupt or truncated (not a readable zip file: {e})") from e
+    with zf:
+        try:
+            zf.getinfo(rf.zip_member)
+        except KeyError:
+            held = ", ".join(zf.namelist()[:10])
+            raise DataError(f"the archive {archive_name} does not hold {rf.zip_member!r} (it holds: {held})") from None
+        try:
+            with zf.open(rf.zip_member) as src, open(dest, "wb") as out:
+                if rf.first_lines is None:
+                    shutil.copyfileobj(src, out)
+                else:
+                    for i, line in enumerate(src):
+                        if i >= rf.first_lines:
+                            break
+                        out.write(line)
+        # zipfile reports a CRC mismatch as BadZipFile; damaged deflate data surfaces as
+        # zlib.error, a cut-off stream as EOFError.
+        except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+            raise DataError(
+                f"the archive {archive_name} is corrupt: reading {rf.zip_member!r} from it failed "
+                f"({_error_name(e)}: {e})"
+            ) from e
+
+
+def _run_builder(builder: Builder, input_path: Path, out_dir: Path) -> None:
+    """Check the builder's input against its pinned integrity hash, then build into ``out_dir``."""
+    check_integrity(input_path, builder.input_integrity)
+    builder.resolve()(input_path, out_dir)
+
+
+def _obtain(source: _Source, rf: RemoteFile, workdir: Path) -> Path:
+    """Produce ``rf`` from ``source`` inside ``workdir``; return the (unverified) file."""
+    raw = workdir / "download"
+    _download(source.url, raw, desc=rf.name if source.kind != "build" else Path(source.url).name)
+    if source.kind == "file":
+        return raw
+    if source.kind == "zip":
+        unpacked = workdir / "unpacked"
+        _unpack(raw, Path(urllib.parse.urlparse(source.url).path).name, rf, unpacked)
+        return unpacked
+    built = workdir / "built"
+    built.mkdir()
+    _run_builder(rf.builder, raw, built)
+    if not (built / rf.name).is_file():
+        raise DataError(f"{rf.builder.function} did not write {rf.name}")
+    return built / rf.name
+
+
+def _keep_siblings(ds: Dataset, rf: RemoteFile, built: Path, verbose: bool) -> None:
+    """A builder writes every file of its data set from one (large) download: keep the
+    others that verify, so that fetching them later needs no second download."""
+    for other in ds.files:
+        if other is rf or other.builder != rf.builder or not (built / other.name).is_file():
+            continue
+        target = data_dir() / other.subdir / other.name
+        if _check_cached(target, other)[0]:
+            continue
+        try:
+            if checksum(built / other.name, other) == other.sha256:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(built / other.name, target)
+                if verbose:
+                    print(f"built {other.relpath} too")
+        except (OSError, DataError):  # a bonus only: fetch(other) will build it again if needed
+            pass
+
+
+def _lookup(dataset: str, filename: str | None) -> tuple[Dataset, RemoteFile]:
     if dataset not in DATASETS:
         raise KeyError(f"unknown data set {dataset!r}; known: {', '.join(DATASETS)}")
     ds = DATASETS[dataset]
     if filename is None:
         if len(ds.files) != 1:
             raise ValueError(f"data set {dataset!r} has several files; name one of {[f.name for f in ds.files]}")
-        rf = ds.files[0]
-    else:
-        rf = ds.file(filename)
+        return ds, ds.files[0]
+    return ds, ds.file(filename)
 
+
+def _make_workdir(folder: Path, rf: RemoteFile) -> Path:
+    """A fresh temp folder beside the cache file, so the final rename stays on one file system."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{rf.name}.", dir=folder))
+    except OSError as e:
+        raise DataError(
+            f"cannot write into the data cache {folder} ({e}); set ${DATA_DIR_ENV} to a writable folder"
+        ) from e
+
+
+def fetch(dataset: str, filename: str | None = None, *, verbose: bool = True) -> Path:
+    """Return the local path of one verified file of ``dataset``, downloading it if needed.
+
+    ``filename`` may be left out for single-file data sets. Raises ``DataError``
+    naming the file, every source tried and why it failed, and where to put a
+    copy by hand.
+    """
+    ds, rf = _lookup(dataset, filename)
     target = data_dir() / rf.subdir / rf.name
-    if target.exists():
-        if sha256_of(target) == rf.sha256:
-            return target
-        if verbose:
-            print(f"{target} fails its checksum (corrupt or truncated); fetching it again")
-        target.unlink()
+    ok, seen = _check_cached(target, rf)
+    if ok:
+        return target
+    if seen is not None and verbose:
+        print(f"{target} fails its checksum (corrupt or truncated); fetching it again")
+    # The bad copy stays until a verified one replaces it by an atomic rename: other
+    # processes that find it meanwhile reject it too, and none of them can delete a good
+    # copy that another has just put in its place.
 
-    target.parent.mkdir(parents=True, exist_ok=True)
     failures = []
-    for url, is_final in _sources(rf):
-        tmpdir = Path(tempfile.mkdtemp(prefix=f".{rf.name}.", dir=target.parent))
+    for source in _sources(rf):
+        workdir = _make_workdir(target.parent, rf)
         try:
-            raw = tmpdir / "download"
-            _download(url, raw, desc=rf.name)
-            final = raw
-            if not is_final:
-                final = tmpdir / "unpacked"
-                _unpack(raw, rf, final)
-            got = sha256_of(final)
+            candidate = _obtain(source, rf, workdir)
+            got = checksum(candidate, rf)
             if got != rf.sha256:
                 raise DataError(f"checksum mismatch: expected {rf.sha256}, got {got}")
-            os.replace(final, target)  # atomic on one file system
+            os.replace(candidate, target)  # atomic on one file system
             if verbose:
-                print(f"fetched {rf.relpath} from {url}")
+                done = f"built {rf.relpath} from {source.url}" if source.kind == "build" else \
+                    f"fetched {rf.relpath} from {source.label}"
+                print(done)
+            if source.kind == "build":
+                _keep_siblings(ds, rf, candidate.parent, verbose)
             return target
-        except (OSError, urllib.error.URLError, DataError, ValueError) as e:
-            reason = getattr(e, "reason", None) or e
-            failures.append(f"    {url}: {reason}")
+        # Whatever goes wrong with one source (network, HTTP, http.client's IncompleteRead
+        # or InvalidURL, zlib.error, a bad URL, a checksum mismatch, a failing builder),
+        # the next source may still work: note why and go on.
+        except Exception as e:  # noqa: BLE001
+            failures.append(f"    {source.label}\n      -> {_reason(e)}")
         finally:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+            shutil.rmtree(workdir, ignore_errors=True)
 
-    tried = "\n".join(failures) or "    (nowhere: no mirror set and no canonical URL)"
+    # Every source failed; another process may have put a good copy in place meanwhile.
+    ok, seen = _check_cached(target, rf)
+    if ok:
+        return target
+    if seen is not None:
+        _remove_if_same_file(target, seen)
+    tried = "\n".join(failures) or "    (nowhere: no mirror set, no canonical URL and no builder)"
     raise DataError(
         f"could not obtain {rf.relpath} (no usable cached copy; every source failed).\n"
         f"  tried:\n{tried}\n{_help_text(rf, target)}"
@@ -370,7 +632,8 @@ def fetch(dataset: str, filename: str | None = None, *, verbose: bool = True) ->
 
 
 def fetch_all(dataset: str) -> list[Path]:
-    return [fetch(dataset, f.name) for f in DATASETS[dataset].files]
+    """Every file of ``dataset``, as ``fetch`` gives them."""
+    return [fetch(*request) for request in _dataset_files(dataset)]
 
 
 # --------------------------------------------------------------------------- parsers
@@ -410,6 +673,75 @@ FASHION_MNIST_CLASSES = (
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
 
+# Which registry files each loader reads. The loaders themselves call these, so a
+# test can ask what a call in a notebook would fetch without fetching anything.
+
+
+def _mnist_files(name: str, split: str) -> list[tuple[str, str]]:
+    """(data set, file) of the images, then of the labels."""
+    if name not in ("mnist", "fashion-mnist"):
+        raise ValueError(f"name must be 'mnist' or 'fashion-mnist', not {name!r}")
+    prefix = {"train": "train", "test": "t10k"}.get(split)
+    if prefix is None:
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    return [(name, f"{prefix}-images-idx3-ubyte.gz"), (name, f"{prefix}-labels-idx1-ubyte.gz")]
+
+
+def _text_files(name: str) -> list[tuple[str, str]]:
+    if name not in ("tinyshakespeare", "timemachine", "tangshi"):
+        raise ValueError(f"unknown text corpus {name!r}")
+    return [(name, _lookup(name, None)[1].name)]
+
+
+def _tang_files(corpus: str) -> list[tuple[str, str]]:
+    if corpus == "tangshi":
+        return _text_files("tangshi")
+    if corpus == "quantangshi":
+        return [("quantangshi", "quantangshi.txt.gz")]
+    raise ValueError(f"corpus must be 'tangshi' or 'quantangshi', not {corpus!r}")
+
+
+def _pair_files(pair: str) -> list[tuple[str, str]]:
+    if pair not in ("cmn-eng", "fra-eng"):
+        raise ValueError(f"pair must be 'cmn-eng' or 'fra-eng', not {pair!r}")
+    return [(pair, _lookup(pair, None)[1].name)]
+
+
+def _fetch_files(dataset: str, filename: str | None) -> list[tuple[str, str]]:
+    return [(dataset, _lookup(dataset, filename)[1].name)]
+
+
+def _dataset_files(dataset: str) -> list[tuple[str, str]]:
+    if dataset not in DATASETS:
+        raise KeyError(f"unknown data set {dataset!r}; known: {', '.join(DATASETS)}")
+    return [(dataset, f.name) for f in DATASETS[dataset].files]
+
+
+# loader name -> function of the loader's arguments (by name) giving the files it reads
+_FILE_SELECTORS: dict[str, Callable[..., list[tuple[str, str]]]] = {
+    "load_mnist": lambda name, split, **_: _mnist_files(name, split),
+    "load_text": lambda name, **_: _text_files(name),
+    "load_tang_poems": lambda corpus, **_: _tang_files(corpus),
+    "load_translation_pairs": lambda pair, **_: _pair_files(pair),
+    "fetch": lambda dataset, filename, **_: _fetch_files(dataset, filename),
+    "fetch_all": lambda dataset: _dataset_files(dataset),
+}
+FILE_LOADERS = tuple(_FILE_SELECTORS)
+
+
+def files_requested(loader: str, *args, **kwargs) -> list[tuple[str, str]]:
+    """The (data set, file name) pairs that ``loader(*args, **kwargs)`` would fetch.
+
+    ``loader`` is one of ``FILE_LOADERS``. Arguments are bound as the loader
+    binds them (defaults included); invalid ones raise what the loader raises
+    (``ValueError``, ``KeyError``). Nothing is read or downloaded.
+    """
+    if loader not in _FILE_SELECTORS:
+        raise KeyError(f"{loader!r} is not a loader of registry files; those are {', '.join(FILE_LOADERS)}")
+    bound = inspect.signature(globals()[loader]).bind(*args, **kwargs)
+    bound.apply_defaults()
+    return _FILE_SELECTORS[loader](**bound.arguments)
+
 
 def load_mnist(name: str = "mnist", split: str = "train", *, flatten: bool = False,
                normalize: bool = True, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -418,13 +750,9 @@ def load_mnist(name: str = "mnist", split: str = "train", *, flatten: bool = Fal
     ``X`` is float32 in [0, 1] (``normalize``) of shape (N, 28, 28), or (N, 784)
     with ``flatten``; ``y`` is int64 of shape (N,). ``limit`` keeps the first N.
     """
-    if name not in ("mnist", "fashion-mnist"):
-        raise ValueError(f"name must be 'mnist' or 'fashion-mnist', not {name!r}")
-    prefix = {"train": "train", "test": "t10k"}.get(split)
-    if prefix is None:
-        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
-    images = read_idx(fetch(name, f"{prefix}-images-idx3-ubyte.gz"))
-    labels = read_idx(fetch(name, f"{prefix}-labels-idx1-ubyte.gz"))
+    images_file, labels_file = _mnist_files(name, split)
+    images = read_idx(fetch(*images_file))
+    labels = read_idx(fetch(*labels_file))
     if len(images) != len(labels):
         raise DataError(f"{name} {split}: {len(images)} images but {len(labels)} labels")
     if limit is not None:
@@ -437,9 +765,8 @@ def load_mnist(name: str = "mnist", split: str = "train", *, flatten: bool = Fal
 
 def load_text(name: str) -> str:
     """A whole text corpus as one string: 'tinyshakespeare', 'timemachine' or 'tangshi'."""
-    if name not in ("tinyshakespeare", "timemachine", "tangshi"):
-        raise ValueError(f"unknown text corpus {name!r}")
-    return fetch(name).read_text(encoding="utf-8")
+    ((dataset, filename),) = _text_files(name)
+    return fetch(dataset, filename).read_text(encoding="utf-8")
 
 
 def load_tang_poems(corpus: str = "tangshi") -> list[str]:
@@ -448,20 +775,18 @@ def load_tang_poems(corpus: str = "tangshi") -> list[str]:
     ``'tangshi'``: NNDL's 168 simplified-Chinese poems (blank-line separated).
     ``'quantangshi'``: 57,603 poems, traditional characters; the title is dropped.
     """
+    ((dataset, filename),) = _tang_files(corpus)
     if corpus == "tangshi":
-        text = load_text("tangshi")
+        text = fetch(dataset, filename).read_text(encoding="utf-8")
         return [p.replace("\n", "").strip() for p in text.split("\n\n") if p.strip()]
-    if corpus == "quantangshi":
-        with gzip.open(fetch("quantangshi", "quantangshi.txt.gz"), "rt", encoding="utf-8") as fh:
-            return [line.split(":", 1)[-1].strip() for line in fh if line.strip()]
-    raise ValueError(f"corpus must be 'tangshi' or 'quantangshi', not {corpus!r}")
+    with gzip.open(fetch(dataset, filename), "rt", encoding="utf-8") as fh:
+        return [line.split(":", 1)[-1].strip() for line in fh if line.strip()]
 
 
 def load_translation_pairs(pair: str = "cmn-eng") -> list[tuple[str, str]]:
     """(source, target) sentence pairs: 'cmn-eng' (English, Chinese) or 'fra-eng' (English, French)."""
-    if pair not in ("cmn-eng", "fra-eng"):
-        raise ValueError(f"pair must be 'cmn-eng' or 'fra-eng', not {pair!r}")
-    text = fetch(pair).read_text(encoding="utf-8-sig")
+    ((dataset, filename),) = _pair_files(pair)
+    text = fetch(dataset, filename).read_text(encoding="utf-8-sig")
     pairs = []
     for line in text.splitlines():
         cols = line.split("\t")
