@@ -2,7 +2,7 @@
 
     make bench                                 # everything (a few minutes), as below
     python benchmarks/bench.py                 # everything (a few minutes)
-    python benchmarks/bench.py --skip-notebooks
+    python benchmarks/bench.py --skip-notebooks --skip-browser
     python benchmarks/bench.py --only conv2d epochs   # a few parts, printed, results files untouched
 
 One process, one run. It measures
@@ -12,9 +12,15 @@ One process, one run. It measures
    achieved GFLOP/s;
 3. one training epoch of the NumPy models against their PyTorch twins;
 4. every notebook executed top to bottom in the quick profile: wall time and
-   the kernel's peak resident memory.
+   the kernel's peak resident memory;
+5. the browser tests (``tests/test_browser.py``: JupyterLab and the Voila playground in
+   Chromium): how long each step took against its speed target.
 Results go to ``benchmarks/results.md`` (shown in the README) and ``results.json``.
 Blocks of chapters not yet written are listed as such, not skipped silently.
+
+Speed is checked here, not in the correctness suite: the notebooks and the browser tests run
+with ``NNDL_CHECK_SPEED=1`` (``nndl_helpers.config.speed_checks_enabled``), so their own speed
+asserts, which ``make test`` leaves off, fail here and show in the report.
 
 It measures what `make lab` gives a reader: when the thread-pool and memory settings of
 ``nndl_helpers.config.RUNTIME_ENV`` are missing from the environment, it starts itself
@@ -27,15 +33,16 @@ import importlib
 import json
 import os
 import platform
-import threading
+import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from nndl_helpers.config import RUNTIME_ENV, runtime_env_missing
+from nndl_helpers.config import RUNTIME_ENV, SPEED_CHECKS_ENV, runtime_env_missing
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -96,6 +103,7 @@ class Report:
     blocks: list = field(default_factory=list)
     epochs: list = field(default_factory=list)
     notebooks: list = field(default_factory=list)
+    browser: dict = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- 1. machine peak
@@ -383,8 +391,14 @@ def bench_epochs() -> list[dict]:
 # ---------------------------------------------------------------- 4. notebooks
 
 
+def _with_speed_checks() -> dict:
+    """This process's environment, plus the switch that turns the speed asserts on."""
+    return {**os.environ, SPEED_CHECKS_ENV: "1"}
+
+
 def run_notebook(path: Path, timeout: int = 900) -> dict:
-    """Execute a notebook as the tests do (quick profile, CPU); wall time and the kernel's peak RSS."""
+    """Execute a notebook as the tests do (quick profile, CPU), its speed asserts on;
+    wall time and the kernel's peak RSS."""
     import nbformat
     import psutil
     from nbclient import NotebookClient
@@ -413,9 +427,12 @@ def run_notebook(path: Path, timeout: int = 900) -> dict:
     t0 = time.perf_counter()
     error = ""
     try:
-        client.execute()
+        client.execute(env=_with_speed_checks())  # the kernel's environment
     except Exception as e:  # report, keep benchmarking the others
-        error = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]}"
+        if getattr(e, "ename", None):  # a cell raised: its exception says more than nbclient's wrapper
+            error = f"{e.ename}: {(str(e.evalue).splitlines() or [''])[0][:160]}"
+        else:
+            error = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]}"
     wall = time.perf_counter() - t0
     stop.set()
     watcher.join()
@@ -431,6 +448,35 @@ def run_notebook(path: Path, timeout: int = 900) -> dict:
 
 def notebook_budget(name: str) -> int:
     return 90 if name[:2] in ("02", "03") else 120
+
+
+# ---------------------------------------------------------------- 5. browser tests
+
+
+def run_browser_tests(timeout: int = 3600) -> dict:
+    """Run tests/test_browser.py with its speed targets asserted; each timing against its target.
+
+    The tests record their timings, targets and missed targets in artifacts/browser/timings.json;
+    without Chromium or Playwright they skip, and the report says why.
+    """
+    artifacts = REPO / "artifacts" / "browser"
+    timings = artifacts / "timings.json"
+    timings.unlink(missing_ok=True)  # this run's timings only
+    cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-m", "ui", "tests/test_browser.py"]
+    try:
+        proc = subprocess.run(cmd, cwd=REPO, env=_with_speed_checks(), capture_output=True, text=True,
+                              timeout=timeout)
+        output, code = proc.stdout + proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired as e:  # its output may come back as bytes even with text=True
+        partial = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        output, code = f"{partial}\nstopped after {timeout} s", None
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    summary = lines[-1].strip("= ") if lines else "no output"
+    skipped = next((line.split("BROWSER TEST NOT RUN:", 1)[1].strip() for line in lines
+                    if "BROWSER TEST NOT RUN:" in line), "")
+    failures = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
+    return {"command": " ".join(["python", *cmd[1:]]), "returncode": code, "summary": summary, "skipped": skipped,
+            "failures": failures, "tests": json.loads(timings.read_text()) if timings.exists() else {}}
 
 
 # ---------------------------------------------------------------- report
@@ -469,14 +515,37 @@ def to_markdown(rep: Report) -> str:
                 lines.append(f"| {e['model']} | {e['samples']} | {e['numpy_s']:.2f} | {e['torch_s']:.2f} | "
                              f"{r:.2f}{ok} | {_fmt_target(tgt)} |")
     if rep.notebooks:
-        lines += ["", "| notebook (quick profile, one at a time) | wall s | budget s | peak RSS MiB |", "|---|---|---|---|"]
+        lines += ["", "| notebook (quick profile, one at a time, speed asserts on) | wall s | budget s "
+                      "| peak RSS MiB |", "|---|---|---|---|"]
         for n in rep.notebooks:
             flag = "✓" if n["wall_s"] <= notebook_budget(n["notebook"]) and not n["error"] else "✗"
             err = f" ({n['error']})" if n["error"] else ""
             err += f" ({n['note']})" if n.get("note") else ""
             lines.append(f"| {n['notebook']}{err} | {n['wall_s']:.1f} {flag} | {notebook_budget(n['notebook'])} | "
                          f"{n['peak_rss_mib']:.0f} |")
+    if rep.browser:
+        lines += ["", _browser_markdown(rep.browser)]
     return "\n".join(lines) + "\n"
+
+
+def _browser_markdown(browser: dict) -> str:
+    """One row per timing that has a speed target, then what pytest said."""
+    rows = []
+    for name, entry in sorted(browser["tests"].items()):
+        missed = {m.split(" = ", 1)[0] for m in entry.get("missed", [])}
+        for key, target in entry.get("targets", {}).items():
+            if key not in entry:
+                continue  # the test stopped before this step
+            ok = "✗" if key in missed else "✓"
+            pretty = target.replace("<=", "≤").replace(">=", "≥")
+            rows.append(f"| {name} | {key} | {entry[key]:.2f} {ok} | {pretty} |")
+    lines = ["| browser test (speed asserts on) | timing | measured | target |", "|---|---|---|---|", *rows, ""]
+    note = f"`{browser['command']}`: {browser['summary']}"
+    if browser.get("skipped"):
+        note += f" (not run: {browser['skipped']})"
+    for failure in browser.get("failures", []):
+        note += f"; {failure}"
+    return "\n".join((lines if rows else []) + [note])
 
 
 def _fmt_target(t):
@@ -498,9 +567,11 @@ BLOCKS = {
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--skip-notebooks", action="store_true")
-    ap.add_argument("--only", nargs="+", choices=[*BLOCKS, "epochs", "notebooks"], metavar="PART",
+    ap.add_argument("--skip-browser", action="store_true", help="do not run the browser tests")
+    parts = [*BLOCKS, "epochs", "notebooks", "browser"]
+    ap.add_argument("--only", nargs="+", choices=parts, metavar="PART",
                     help=f"measure only these parts and print them without writing results files: "
-                         f"{', '.join([*BLOCKS, 'epochs', 'notebooks'])}")
+                         f"{', '.join(parts)}")
     ap.add_argument("--out", default=str(HERE))
     ap.add_argument("--as-is", action="store_true",
                     help="do not add the RUNTIME_ENV settings that `make lab` sets (compare with and without)")
@@ -527,7 +598,8 @@ def main(argv=None) -> int:
     print("matmul peak ...", flush=True)
     rep.peak = matmul_peak()
     print(rep.peak, flush=True)
-    wanted = set(args.only or [*BLOCKS, "epochs"] + ([] if args.skip_notebooks else ["notebooks"]))
+    wanted = set(args.only or [*BLOCKS, "epochs"] + ([] if args.skip_notebooks else ["notebooks"])
+                 + ([] if args.skip_browser else ["browser"]))
     for key, fn in BLOCKS.items():
         if key in wanted:
             b = fn(rng)
@@ -548,6 +620,10 @@ def main(argv=None) -> int:
                 result["note"] = ("second attempt (the first stalled in nbclient); " + result["note"]).strip("; ")
             rep.notebooks.append(result)
             print(rep.notebooks[-1], flush=True)
+    if "browser" in wanted:
+        print("browser tests ...", flush=True)
+        rep.browser = run_browser_tests()
+        print(rep.browser["summary"], flush=True)
     if args.only:
         print(to_markdown(rep))
         return 0

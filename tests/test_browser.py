@@ -17,6 +17,12 @@ Screenshots land in ``artifacts/browser/`` (git-ignored). Without Playwright or
 Chromium the tests are skipped with a loud reason; with ``NNDL_REQUIRE_UI=1``
 (set by ``.ci/run``) they fail instead, so CI cannot pass them silently.
 
+These tests check what works, never how fast: a busy or slow machine makes them
+slower, not red. Their time limits only stop a hang. How long each step took goes
+to ``artifacts/browser/timings.json`` with its speed target; the targets are
+asserted only with ``NNDL_CHECK_SPEED=1`` (``make bench`` runs these tests so, and
+reports each timing against its target).
+
 Every ``ui`` test lives in this one module so that ``pytest -n 2 --dist
 loadscope`` keeps them, and their servers, on one worker.
 """
@@ -37,6 +43,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
+
+from nndl_helpers.config import speed_checks_enabled
 
 pytestmark = pytest.mark.ui
 
@@ -61,11 +69,29 @@ LAB_NOTEBOOKS = {
 }
 PLAYGROUND = os.environ.get("NNDL_UI_PLAYGROUND", "playground.ipynb")  # another path: debugging
 
-SERVER_START_S = 90      # a cold JupyterLab / Voila start on a busy 2-core machine
-RUN_ALL_S = 150          # CI's budget for one notebook is 90 s; the browser adds rendering
-INTERACTION_S = 30       # one slider move / button press, until its output has changed
-TEST_BUDGET_S = 60       # what one browser test may take, the run-all of a notebook excepted
-EXPECT_TIMEOUT_MS = 30_000
+# Hang guards: how long to wait before calling a step stuck. Generous on purpose (several times
+# the speed targets below), so that a slow or busy machine never fails a test; a real hang still
+# ends, and costs at most these minutes of CI's time.
+SERVER_START_S = 300     # a cold JupyterLab / Voila start
+RUN_ALL_S = 600          # one notebook's run-all in the browser
+INTERACTION_S = 120      # one slider move / button press, until its output has changed
+EXPECT_TIMEOUT_MS = 120_000
+PLAY_EPOCHS = 6          # the playground plays until it has trained this many epochs ...
+PLAY_MIN_S = 3           # ... and for at least this long, so that a frame rate can be measured
+PAUSE_STILL_S = 2        # after pause, the epoch must stay put this long
+
+# Speed targets, (comparison, value) per timing: recorded with the timings, asserted only with
+# NNDL_CHECK_SPEED=1 (``make bench``). A correctness run (``make test``, CI) never fails on them.
+LAB_SPEED_TARGETS = {
+    "run_all_s": ("<=", 150),          # CI's budget for one notebook is 90 s; the browser renders too
+    "slider_s": ("<=", 30),            # a slider move, until the plot (or the printed output) changed
+    "open_and_slider_s": ("<=", 60),   # opening the notebook and moving the slider
+}
+PLAYGROUND_SPEED_TARGETS = {
+    "total_s": ("<=", 60),             # the whole playground test, Voila's run of the notebook included
+    "browser_fps": (">=", 2),          # frames that reach the page while playing
+    "epochs_per_s": (">=", 2),         # epochs trained while playing (the page aims at 20 frames/s)
+}
 MARKER = "NNDL_UI_TEST_RUN"  # tags every process a server starts, so teardown can find them all
 
 
@@ -87,7 +113,7 @@ def browser():
         from playwright.sync_api import expect, sync_playwright
     except ImportError:
         _unavailable("the Python package 'playwright' is not installed "
-                     "(pip install -r requirements.txt; never `playwright install`)")
+                     "(pip install -r requirements-test.txt; never `playwright install`)")
     if not os.access(CHROMIUM, os.X_OK):
         _unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     expect.set_options(timeout=EXPECT_TIMEOUT_MS)
@@ -267,7 +293,7 @@ def _api(base: str, method: str, path: str, body: dict | None = None) -> dict | 
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(base + path, data=data, method=method,
                                  headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as r:
+    with urllib.request.urlopen(req, timeout=INTERACTION_S) as r:  # a kernel start on a busy machine
         text = r.read()
     return json.loads(text) if text else None
 
@@ -426,13 +452,33 @@ def _wait_run_all(page, budget: float) -> dict:
     pytest.fail(f"run-all did not finish within {budget} s; last state {state}", pytrace=False)
 
 
-def _record(name: str, timings: dict) -> None:
+def _speed_misses(timings: dict, targets: dict) -> list[str]:
+    """The speed targets that ``timings`` misses, as readable lines."""
+    misses = []
+    for key, (op, target) in targets.items():
+        if key in timings and not (timings[key] <= target if op == "<=" else timings[key] >= target):
+            misses.append(f"{key} = {timings[key]:.2f}, target {op} {target}")
+    return misses
+
+
+def _check_speed(timings: dict, targets: dict) -> None:
+    """Assert the speed targets under NNDL_CHECK_SPEED=1; otherwise they are only recorded."""
+    misses = _speed_misses(timings, targets)
+    if speed_checks_enabled():
+        assert not misses, f"speed targets missed (NNDL_CHECK_SPEED=1): {misses}"
+
+
+def _record(name: str, timings: dict, targets: dict) -> None:
+    """Add this test's timings, its targets and the targets it missed to timings.json."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / "timings.json"
     data = json.loads(path.read_text()) if path.exists() else {}
-    data[name] = {k: round(v, 2) if isinstance(v, float) else v for k, v in timings.items()}
+    entry = {k: round(v, 2) if isinstance(v, float) else v for k, v in timings.items()}
+    entry["targets"] = {k: f"{op} {v}" for k, (op, v) in targets.items()}
+    entry["missed"] = _speed_misses(timings, targets)
+    data[name] = entry
     path.write_text(json.dumps(data, indent=2, sort_keys=True))
-    print(name, data[name])
+    print(name, entry)
 
 
 @pytest.mark.parametrize("notebook", list(_lab_notebooks()))
@@ -485,33 +531,37 @@ def test_lab_run_all_then_move_a_slider(browser, lab, page, notebook, record_pro
         shown = "images" if plotted else "text"
         unit.screenshot(path=str(ARTIFACTS / f"{stem}_slider_before.png"))
 
-        page.locator("[data-nndl-slider] .noUi-handle").first.focus()
-        page.keyboard.press("ArrowRight")
-        page.wait_for_timeout(200)
-        if unit.evaluate(_SNAPSHOT_JS)["readout"] == before["readout"]:  # already at its maximum
-            page.keyboard.press("ArrowLeft")
-        deadline = time.monotonic() + INTERACTION_S
-        while (after := unit.evaluate(_SNAPSHOT_JS))[shown] == before[shown]:
-            if time.monotonic() > deadline:
-                pytest.fail(f"{before['label']}: the {'plot' if plotted else 'printed output'} did not change "
-                            f"within {INTERACTION_S} s", pytrace=False)
+        # One step up, or down from the maximum: the handle says where it is (noUiSlider's ARIA
+        # values), so no guess has to wait for a readout that a busy machine may show late.
+        handle = page.locator("[data-nndl-slider] .noUi-handle").first
+        value, top = handle.get_attribute("aria-valuenow"), handle.get_attribute("aria-valuemax")
+        at_max = value is not None and top is not None and float(value) >= float(top)
+        handle.focus()
+        page.keyboard.press("ArrowLeft" if at_max else "ArrowRight")
+
+        def changed(now: dict) -> bool:
+            """The value, the plot (or the printed output), and any printed line all moved."""
+            return (now["readout"] != before["readout"] and now[shown] != before[shown]
+                    and (now["text"] != before["text"] or not (before["text"] or now["text"])))
+
+        deadline = time.monotonic() + INTERACTION_S  # a hang guard; the time taken is only recorded
+        while not changed(after := unit.evaluate(_SNAPSHOT_JS)) and time.monotonic() < deadline:
             time.sleep(0.1)
-        page.wait_for_timeout(300)  # a printed line that follows the plot
-        after = unit.evaluate(_SNAPSHOT_JS)
         timings["slider_s"] = time.monotonic() - t2
         unit.screenshot(path=str(ARTIFACTS / f"{stem}_slider_after.png"))
 
-        assert after["readout"] != before["readout"], f"{before['label']}: the slider's value did not change"
+        stuck = f" (waited {INTERACTION_S} s)"
+        assert after["readout"] != before["readout"], f"{before['label']}: the slider's value did not change{stuck}"
         if plotted:
-            assert after["images"] != before["images"], "the plot did not change"
+            assert after["images"] != before["images"], f"the plot did not change{stuck}"
         if before["text"] or after["text"]:
-            assert after["text"] != before["text"], "the printed output did not change"
-        timings.update(slider=before["label"], value_before=before["readout"], value_after=after["readout"])
-        assert timings["slider_s"] < INTERACTION_S
-        assert timings["open_s"] + timings["slider_s"] < TEST_BUDGET_S, timings
+            assert after["text"] != before["text"], f"the printed output did not change{stuck}"
+        timings.update(slider=before["label"], value_before=before["readout"], value_after=after["readout"],
+                       open_and_slider_s=timings["open_s"] + timings["slider_s"])
+        _check_speed(timings, LAB_SPEED_TARGETS)
     finally:
         timings["total_s"] = time.monotonic() - t0
-        _record(f"lab:{notebook}", timings)
+        _record(f"lab:{notebook}", timings, LAB_SPEED_TARGETS)
         for k, v in timings.items():
             record_property(k, v)
         try:
@@ -536,7 +586,12 @@ def _playground_state(page) -> dict:
 
 
 def _epoch(state: dict) -> int:
-    return int(state["epoch"].split()[-1].replace(",", ""))
+    return _epoch_number(state["epoch"])
+
+
+def _epoch_number(text: str) -> int:
+    """The number in the playground's epoch label ("epoch 1,234")."""
+    return int(text.split()[-1].replace(",", ""))
 
 
 def _training_loss(state: dict) -> float:
@@ -598,34 +653,75 @@ def test_voila_playground_trains_in_the_page(browser, voila, page, record_proper
         timings["step_s"] = time.monotonic() - t2
         page.locator(".nndl-playground").screenshot(path=str(ARTIFACTS / "playground_step.png"))
 
-        # Play a 2 x 8 network for a few seconds, counting the frames that reach the page, then pause.
+        # Play a 2 x 8 network until it has trained a few epochs (and for a few seconds, counting the
+        # frames that reach the page), then pause.
         boundary = page.locator("img.nndl-boundary")
         boundary.evaluate("""(img) => { window.nndlFrames = [];
             new MutationObserver(() => window.nndlFrames.push(performance.now()))
                 .observe(img, {attributes: true, attributeFilter: ['src']}); }""")
+        epoch_label = page.locator(".nndl-epoch")
+        t3 = time.monotonic()
         page.locator(".nndl-play").click()
         expect(page.locator(".nndl-play")).to_contain_text("pause")
-        page.wait_for_timeout(3000)
+        deadline = t3 + INTERACTION_S  # a hang guard: how fast it trains is a speed target, not a test
+        while (_epoch_number(epoch_label.inner_text()) < _epoch(stepped) + PLAY_EPOCHS
+               or time.monotonic() - t3 < PLAY_MIN_S):
+            if time.monotonic() > deadline:
+                pytest.fail(f"playing trained {epoch_label.inner_text()!r} within {INTERACTION_S} s, "
+                            f"not {PLAY_EPOCHS} epochs past {stepped['epoch']!r}", pytrace=False)
+            time.sleep(0.2)
         fps_text = page.locator(".nndl-status").inner_text().strip()
+        frames = page.evaluate("() => window.nndlFrames.slice()")  # the frames of the play, not the pause's
+        epochs_at_pause = _epoch_number(epoch_label.inner_text()) - _epoch(stepped)
         page.locator(".nndl-play").click()
+        paused_at = time.monotonic()
+        play_s = paused_at - t3
         expect(page.locator(".nndl-play")).to_contain_text("play")
-        page.wait_for_timeout(500)
-        frames = page.evaluate("() => window.nndlFrames")
+        # Paused means the epoch stays put: wait for it to stand still (frames sent before the
+        # click may still arrive), and fail only if it never does.
+        still, since = epoch_label.inner_text(), time.monotonic()
+        while time.monotonic() - since < PAUSE_STILL_S:
+            if time.monotonic() - paused_at > INTERACTION_S:
+                pytest.fail(f"pause did not stop the training (still at {still!r})", pytrace=False)
+            time.sleep(0.25)
+            if (now := epoch_label.inner_text()) != still:
+                still, since = now, time.monotonic()
         played = _playground_state(page)
-        page.wait_for_timeout(500)
-        assert _playground_state(page)["epoch"] == played["epoch"], "pause did not stop the training"
         page.locator(".nndl-playground").screenshot(path=str(ARTIFACTS / "playground_played.png"))
 
         fps = (len(frames) - 1) / ((frames[-1] - frames[0]) / 1000) if len(frames) > 2 else 0.0
-        timings.update(frames=len(frames), browser_fps=fps, kernel_status=fps_text,
-                       epochs_played=_epoch(played) - _epoch(stepped))
-        assert _epoch(played) > _epoch(stepped) + 5, played
+        epochs = _epoch(played) - _epoch(stepped)
+        timings.update(frames=len(frames), browser_fps=fps, kernel_status=fps_text, epochs_played=epochs,
+                       play_s=play_s, epochs_per_s=epochs_at_pause / play_s)
+        assert epochs >= PLAY_EPOCHS, played
         assert played["boundary"] != stepped["boundary"]
         assert _training_loss(played) < _training_loss(stepped), (stepped["loss"], played["loss"])
-        assert fps >= 2, f"only {fps:.1f} frames/s reached the page while playing"
-        assert time.monotonic() - t0 < TEST_BUDGET_S
-    finally:
         timings["total_s"] = time.monotonic() - t0
-        _record("voila:playground", timings)
+        _check_speed(timings, PLAYGROUND_SPEED_TARGETS)
+    finally:
+        timings.setdefault("total_s", time.monotonic() - t0)
+        _record("voila:playground", timings, PLAYGROUND_SPEED_TARGETS)
         for k, v in timings.items():
             record_property(k, v)
+
+
+# --------------------------------------------------------------------------- speed targets (no browser)
+
+
+def test_a_slow_step_is_recorded_but_fails_only_with_speed_checks_on(monkeypatch):
+    slow = {"run_all_s": 400.0, "slider_s": 1.0}
+    assert _speed_misses(slow, LAB_SPEED_TARGETS) == ["run_all_s = 400.00, target <= 150"]
+    monkeypatch.delenv("NNDL_CHECK_SPEED", raising=False)
+    _check_speed(slow, LAB_SPEED_TARGETS)  # a correctness run: slow is not wrong
+    monkeypatch.setenv("NNDL_CHECK_SPEED", "1")
+    with pytest.raises(AssertionError, match="run_all_s"):
+        _check_speed(slow, LAB_SPEED_TARGETS)
+    assert not _speed_misses({"browser_fps": 2.5, "epochs_per_s": 10.0}, PLAYGROUND_SPEED_TARGETS)
+    assert _speed_misses({"browser_fps": 1.0}, PLAYGROUND_SPEED_TARGETS) == ["browser_fps = 1.00, target >= 2"]
+
+
+def test_hang_guards_leave_room_well_beyond_the_speed_targets():
+    """A step several times slower than its target still passes as a correctness test."""
+    assert RUN_ALL_S >= 3 * LAB_SPEED_TARGETS["run_all_s"][1]
+    assert INTERACTION_S >= 3 * LAB_SPEED_TARGETS["slider_s"][1]
+    assert INTERACTION_S >= 3 * PLAY_EPOCHS / PLAYGROUND_SPEED_TARGETS["epochs_per_s"][1]
