@@ -288,7 +288,7 @@ def evaluate_vae(model, X, *, batch_size=1000, device="cpu", seed=0):
             x = X[start:start + batch_size].to(device)
             logits, mu, logvar = model(x)
             reconstruction, kl = vae_loss_terms(logits, x, mu, logvar)
-            totals += torch.stack([reconstruction, kl]).double().cpu() * len(x)
+            totals += torch.stack([reconstruction, kl]).cpu().double() * len(x)   # float64 on the CPU: MPS has none
     model.train(was_training)
     reconstruction, kl = (totals / len(X)).tolist()
     return reconstruction + kl, reconstruction, kl
@@ -319,6 +319,6 @@ def importance_log_likelihood(model, X, *, samples=64, batch_size=100, device="c
                 logits, x.flatten(1).expand(samples, -1, -1), reduction="none").sum(-1)
             log_pz = -0.5 * (z * z + log_2pi).sum(-1)
             log_qz = -0.5 * (eps * eps + logvar + log_2pi).sum(-1)
-            log_w = (log_px_z + log_pz - log_qz).double()
+            log_w = (log_px_z + log_pz - log_qz).cpu().double()   # float64 on the CPU: MPS has none
             total += float((torch.logsumexp(log_w, dim=0) - math.log(samples)).sum())
     return total / len(X)

@@ -84,41 +84,39 @@ def autograd_gradients(torch_fn: Callable, inputs: Mapping[str, np.ndarray],
 
 def compare_with_autograd(numpy_grads: Mapping[str, np.ndarray], torch_fn: Callable,
                           inputs: Mapping[str, np.ndarray], *, dout: np.ndarray | None = None,
-                          label: str = "", tol: float = DEFAULT_TOL, floor: float = 1e-12,
-                          verbose: bool = True) -> float:
+                          label: str = "", tol: float = DEFAULT_TOL, verbose: bool = True) -> float:
     """Compare hand-written gradients with ``torch.autograd`` on the same inputs.
 
-    Prints one verdict line, e.g. ``softmax CE   dW 3e-16  db 1e-16   OK (< 1e-06)``,
-    and returns the largest relative error.
+    Prints one verdict line, e.g. ``softmax CE   dW db   OK (< 1e-06)``, and returns the
+    largest relative error (print or plot that number where its size is the lesson).
     """
     ref = autograd_gradients(torch_fn, inputs, wrt=list(numpy_grads), dout=dout)
     errors = {k: rel_error(numpy_grads[k], ref[k]) for k in numpy_grads}
     worst = max(errors.values()) if errors else 0.0
     if verbose:
-        print(verdict_line(label, errors, tol, floor))
+        print(verdict_line(label, errors, tol))
     return worst
 
 
-def verdict_line(label: str, errors: Mapping[str, float], tol: float = DEFAULT_TOL,
-                 floor: float = 1e-12) -> str:
-    """``label  d<name> <err> ...  OK|FAIL (tol ...)``, errors printed as an order of magnitude.
+def verdict_line(label: str, errors: Mapping[str, float], tol: float = DEFAULT_TOL) -> str:
+    """One line that states whether every relative error is below ``tol``.
 
-    Errors are shown only as the power of ten above them, and never below
-    ``floor`` (``<1e-12``), so the line is the same on every machine and can be
-    checked by nbval. Raise ``floor`` (e.g. to 1e-7) for centred-difference
-    checks, whose last digits depend on the machine's rounding.
+    ``label  dx dW db   OK (< 1e-06)`` when they all are; otherwise the failing
+    gradients with their errors, ``label  dx dW db   FAIL: dW 3.2e-04 (tol 1e-06)``.
+
+    A passing line never shows the error itself. Its last digits, even its power of
+    ten, change with the CPU, the BLAS kernel and the thread count (a centred
+    difference of 4e-8 on one machine is 1.1e-7 on another), so a line printed in a
+    checked notebook cell must depend only on the verdict against the tolerance the
+    course claims.
     """
-    worst = max(errors.values()) if errors else 0.0
-    parts = "  ".join(f"d{k} {_magnitude(v, floor)}" for k, v in errors.items())
-    status = "OK" if worst < tol else "FAIL"
-    return f"{label:<24s} {parts}   {status} (tol {tol:.0e})".rstrip()
-
-
-def _magnitude(err: float, floor: float = 1e-12) -> str:
-    """Round an error up to a power of ten, never below ``floor``: '<1e-09', '<1e-12'."""
-    if err <= floor:
-        return f"<{floor:.0e}"
-    exponent = int(np.ceil(np.log10(err)))
-    if exponent > 0:
-        return f"{err:.1e}"
-    return f"<1e-{-exponent:02d}" if exponent < 0 else "<1"
+    if not errors:
+        raise ValueError(f"verdict_line({label!r}): no errors to judge")
+    names = " ".join(f"d{k}" for k in errors)
+    failing = {k: v for k, v in errors.items() if not v < tol}  # NaN fails too
+    if failing:
+        detail = ", ".join(f"d{k} {v:.1e}" for k, v in failing.items())
+        verdict = f"FAIL: {detail} (tol {tol:.0e})"
+    else:
+        verdict = f"OK (< {tol:.0e})"
+    return f"{label:<24s} {names}   {verdict}".strip()

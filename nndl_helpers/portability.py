@@ -201,22 +201,16 @@ def instrument(nb, seed_shift: int):
     return nb
 
 
-def spread_one(notebook: Path, seed: int, config: str, overrides: dict[str, str], timeout: int) -> list[dict]:
+def spread_one(notebook: Path, seed: int, config: str, timeout: int) -> list[dict]:
+    """Execute one instrumented run in this process (its environment is the configuration's)."""
     import nbformat
     from nbclient import NotebookClient
 
     nb = instrument(nbformat.read(notebook, as_version=4), seed)
-    saved = dict(os.environ)
     t0 = time.monotonic()
-    try:
-        os.environ.clear()
-        os.environ.update(_environment(overrides))
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                                resources={"metadata": {"path": str(notebook.parent)}})
-        client.execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(notebook.parent)}})
+    client.execute()
     records, errors = [], []
     for cell in nb.cells:
         for out in cell.get("outputs", []):
@@ -235,6 +229,11 @@ def spread_one(notebook: Path, seed: int, config: str, overrides: dict[str, str]
 
 def spread(notebooks: list[str], seeds: list[int], configs: list[str], jobs: int, out: Path,
            timeout: int) -> int:
+    """Run every (notebook, seed, configuration), ``jobs`` at a time, each in a process of its own.
+
+    A run's numeric configuration lives in its environment, which must be set before NumPy and the
+    kernel start; separate processes keep the runs from sharing (and racing on) one environment.
+    """
     available = numeric_configs()
     tasks = [(Path(nb), s, c) for c in configs if c in available for nb in notebooks for s in seeds]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -243,7 +242,19 @@ def spread(notebooks: list[str], seeds: list[int], configs: list[str], jobs: int
     def work(task):
         nb, s, c = task
         t0 = time.monotonic()
-        records = spread_one(nb, s, c, available[c], timeout)
+        cmd = [sys.executable, "-m", "nndl_helpers.portability", "one", str(nb), "--seed", str(s),
+               "--config", c, "--timeout", str(timeout)]
+        try:
+            done = subprocess.run(cmd, cwd=REPO, env=_environment(available[c]), capture_output=True,
+                                  text=True, timeout=timeout * 2)
+            lines = [line for line in done.stdout.splitlines() if line.startswith("RECORDS")]
+            records = json.loads(lines[-1][len("RECORDS"):]) if lines else []
+            problem = None if lines else (done.stderr.strip().splitlines() or ["no output"])[-1]
+        except subprocess.TimeoutExpired:
+            records, problem = [], f"timed out after {timeout * 2} s"
+        if problem:
+            records = [{"notebook": nb.name, "seed": s, "config": c, "assert": "cell errors",
+                        "source": problem, "passed": False, "values": {}}]
         failed = [r["assert"] for r in records if r["passed"] is not True]
         print(f"[spread] {nb.name} seed+{s} {c}: {len(records)} asserts, {len(failed)} failed "
               f"{failed[:6]} ({time.monotonic() - t0:.0f} s)", flush=True)
@@ -276,33 +287,87 @@ def summarise(path: Path, only_failing: bool = False) -> None:
                 print(f"    {name[:60]:<60s} min {min(vals):.4g} max {max(vals):.4g}   {detail}")
 
 
-def markdown_table(path: Path, notebook: str) -> str:
-    """The training-dependent asserts of one notebook as a Markdown table: verdicts and measured ranges.
+_NUMBER = r"(\d+(?:\.\d*)?(?:e[+-]?\d+)?)"
 
-    Only asserts whose numbers moved between runs are listed (the others are deterministic).
+
+def _without_threshold_arithmetic(name: str, value: float) -> tuple[str, float]:
+    """``x + 0.02`` -> ``x`` and ``5 * x`` -> ``x``: list the measured number, not the threshold built from it."""
+    m = re.fullmatch(rf"(.+) ([+-]) {_NUMBER}", name)
+    if m:
+        c = float(m.group(3))
+        return m.group(1), value - c if m.group(2) == "+" else value + c
+    m = re.fullmatch(rf"{_NUMBER} \* (.+)", name)
+    if m and float(m.group(1)):
+        return m.group(2), value / float(m.group(1))
+    m = re.fullmatch(rf"(.+) / {_NUMBER}", name)
+    if m and float(m.group(2)):
+        return m.group(1), value * float(m.group(2))
+    return name, value
+
+
+def markdown_table(path: Path, notebook: str) -> str:
+    """The numbers one notebook's asserts compare, with their measured ranges, as a Markdown table.
+
+    Only numbers that moved between runs are listed (the others are deterministic).
     """
-    runs_by_assert: dict[str, list[dict]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        r = json.loads(line)
-        if r["notebook"] == notebook and r["assert"] != "cell errors":
-            runs_by_assert.setdefault(r["assert"], []).append(r)
-    configs = sorted({r["config"] for runs in runs_by_assert.values() for r in runs})
-    seeds = sorted({r["seed"] for runs in runs_by_assert.values() for r in runs})
-    rows = []
-    for key, runs in sorted(runs_by_assert.items(), key=lambda kv: [int(x) for x in re.findall(r"\d+", kv[0])]):
-        ranges = []
-        for name in dict.fromkeys(n for r in runs for n in r["values"]):
-            vals = [r["values"][name] for r in runs if isinstance(r["values"].get(name), float)]
-            if len(vals) == len(runs) and max(vals) - min(vals) > 1e-12 * max(1.0, abs(max(vals))):
-                ranges.append(f"`{name}` {min(vals):.3g} – {max(vals):.3g}")
-        if ranges:
-            passed = sum(r["passed"] is True for r in runs)
-            source = runs[0]["source"].replace("|", "\\|")
-            rows.append(f"| `{source}` | {passed}/{len(runs)} | {'; '.join(ranges).replace('|', '/')} |")
-    head = (f"Measured over {len(seeds)} seed offsets ({', '.join(map(str, seeds))}) and the numeric "
-            f"configurations {', '.join(configs)} (`python -m nndl_helpers.portability spread`):\n\n"
-            "| check | passed | measured range |\n|---|---|---|\n")
+    values: dict[str, list[float]] = {}
+    runs = set()
+    order = lambda r: [int(x) for x in re.findall(r"\d+", r["assert"])]  # noqa: E731
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    records = sorted((r for r in records if r["notebook"] == notebook and r["assert"] != "cell errors"), key=order)
+    for r in records:
+        runs.add((r["seed"], r["config"]))
+        for name, v in r["values"].items():
+            if isinstance(v, float):
+                name, v = _without_threshold_arithmetic(name, v)
+                values.setdefault(name, []).append(v)
+    configs = sorted({c for _, c in runs})
+    seeds = sorted({s for s, _ in runs})
+    # constants of the setup cell (targets) are thresholds, not measurements
+    rows = [f"| `{name.replace('|', '/')}` | {min(v):.4g} | {max(v):.4g} |" for name, v in values.items()
+            if max(v) - min(v) > 1e-12 * max(1.0, abs(max(v))) and not re.fullmatch(r"[A-Z][A-Z0-9_]*", name)]
+    head = (f"Measured over {len(runs)} runs (seed offsets {', '.join(map(str, seeds))}; numeric configurations "
+            f"{', '.join(configs)}; `python -m nndl_helpers.portability spread`), the numbers the checks below "
+            "compare moved within these ranges:\n\n| number | lowest | highest |\n|---|---|---|\n")
     return head + "\n".join(rows) + "\n"
+
+
+SPREAD_MARKER = "<!-- measured spread: python -m nndl_helpers.portability annotate -->"
+
+
+def annotate(path: Path, notebooks: list[str]) -> None:
+    """Put each notebook's spread table in a Markdown cell just before its checks cell.
+
+    The checks cell is the code cell with the most asserts; a table written earlier (marked by
+    SPREAD_MARKER) is replaced, so re-running after a new spread measurement updates it.
+    """
+    import nbformat
+
+    for name in notebooks:
+        notebook = Path(name)
+        if notebook.stem == "playground":
+            continue
+        nb = nbformat.read(notebook, as_version=4)
+        counts = [c.source.count("assert ") if c.cell_type == "code" else 0 for c in nb.cells]
+        checks = max(range(len(counts)), key=counts.__getitem__)
+        table = markdown_table(path, notebook.name)
+        if table.count("\n| `") == 0:
+            continue
+        text = (f"{SPREAD_MARKER}\n**How far these checks are from failing.** A check on a trained result must hold "
+                "on a reader's machine too, where another BLAS kernel, thread count or seed changes the run. "
+                f"{table}")
+        if "error" in table:
+            text += ("\nThe seed offsets also draw other random inputs for the gradient checks. On some draws a "
+                     "centred difference straddles a kink (ReLU, max-pooling, $|w|$) or divides rounding noise by a "
+                     "tiny gradient entry, which shows up as a large error in this table; the notebook's own draws "
+                     "are the ones its checks judge, on every machine.\n")
+        before = nb.cells[checks - 1]
+        if before.cell_type == "markdown" and before.source.startswith(SPREAD_MARKER):
+            before.source = text
+        else:
+            nb.cells.insert(checks, nbformat.v4.new_markdown_cell(text))
+        nbformat.write(nb, notebook)
+        print(f"[spread] {notebook.name}: table before cell {checks}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -320,10 +385,18 @@ def main(argv: list[str] | None = None) -> int:
     p_spread.add_argument("-j", "--jobs", type=int, default=2)
     p_spread.add_argument("--timeout", type=int, default=900)
     p_spread.add_argument("--out", type=Path, default=ARTIFACTS / "spread.jsonl")
+    p_one = sub.add_parser("one", help="one instrumented run in this environment (used by spread)")
+    p_one.add_argument("notebook", type=Path)
+    p_one.add_argument("--seed", type=int, default=0)
+    p_one.add_argument("--config", default="as-is")
+    p_one.add_argument("--timeout", type=int, default=900)
     p_sum = sub.add_parser("summary", help="summarise a spread file")
     p_sum.add_argument("path", type=Path, nargs="?", default=ARTIFACTS / "spread.jsonl")
     p_sum.add_argument("--failing", action="store_true", help="only asserts that failed somewhere")
     p_sum.add_argument("--markdown", metavar="NOTEBOOK", help="a Markdown table of one notebook's varying checks")
+    p_ann = sub.add_parser("annotate", help="write each notebook's spread table before its checks cell")
+    p_ann.add_argument("notebooks", nargs="+")
+    p_ann.add_argument("--spread", type=Path, default=ARTIFACTS / "spread.jsonl")
     p_cfg = sub.add_parser("configs", help="print the numeric configurations of this machine")
     args = parser.parse_args(argv)
     if args.command in (None, "check"):
@@ -332,6 +405,13 @@ def main(argv: list[str] | None = None) -> int:
         return check(args.notebooks, args.configs, args.workers)
     if args.command == "spread":
         return spread(args.notebooks, args.seeds, args.configs, args.jobs, args.out, args.timeout)
+    if args.command == "one":
+        print("RECORDS" + json.dumps(spread_one(args.notebook, args.seed, args.config, args.timeout),
+                                     ensure_ascii=False))
+        return 0
+    if args.command == "annotate":
+        annotate(args.spread, args.notebooks)
+        return 0
     if args.command == "summary":
         if args.markdown:
             print(markdown_table(args.path, Path(args.markdown).name))

@@ -74,3 +74,34 @@ def test_export_takes_marked_cells_verbatim(tmp_path, monkeypatch):
     exec((pkg / "ch07.py").read_text(), namespace)
     assert namespace["g"](3) == 7 and "not saved" not in (pkg / "ch07.py").read_text()
     assert nbtools.export(check_only=True) == []
+
+
+# Apple's MPS backend has no float64: `.double()` on a device tensor fails there, so float64
+# arithmetic on model outputs moves the tensor to the CPU first (`.cpu().double()`).
+_DOUBLE_ON_DEVICE = re.compile(r"\.double\(\)\s*\.cpu\(\)")
+_SOURCES = NOTEBOOKS + sorted(nbtools.PACKAGE.glob("*.py"))
+
+
+@pytest.mark.parametrize("path", _SOURCES, ids=[p.name for p in _SOURCES])
+def test_float64_is_computed_on_the_cpu(path: Path):
+    if path.suffix == ".ipynb":
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        text = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    else:
+        text = path.read_text(encoding="utf-8")
+    assert not _DOUBLE_ON_DEVICE.search(text), "call .cpu() before .double(): MPS has no float64"
+
+
+def test_float64_check_catches_the_device_pattern():
+    assert _DOUBLE_ON_DEVICE.search("loss.double().cpu()") and not _DOUBLE_ON_DEVICE.search("loss.cpu().double()")
+
+
+def test_checked_cells_print_no_rounding_digits():
+    """A checked cell's committed output must not show a gradient error's power of ten (it differs per CPU)."""
+    bucket = re.compile(r"\bd\w+ <1e-\d\d\b")
+    for path in NOTEBOOKS:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code" and "# NBVAL_CHECK_OUTPUT" in "".join(cell["source"]):
+                text = "".join("".join(o["text"]) for o in cell.get("outputs", []) if "text" in o)
+                assert not bucket.search(text), f"{path.name}: {bucket.search(text).group(0)!r} in a checked cell"

@@ -78,11 +78,19 @@ def test_markdown_table_lists_only_checks_that_moved(tmp_path):
               "values": {"n": 3.0}, "seed": s, "config": "default"} for s in range(3)]
     path.write_text("\n".join(json.dumps(r) for r in rows))
     table = portability.markdown_table(path, "n.ipynb")
-    assert "| `acc > 0.9` | 3/3 | `acc` 0.93 – 0.95 |" in table
-    assert "n == 3" not in table                                  # deterministic: not listed
+    assert "| `acc` | 0.93 | 0.95 |" in table
+    assert "`n`" not in table                                     # deterministic: not listed
 
 
 @pytest.mark.parametrize("argv", [["configs"]])
 def test_cli_prints_the_configurations(argv, capsys):
     assert portability.main(argv) == 0
     assert "default" in capsys.readouterr().out
+
+
+def test_table_lists_the_measured_number_not_the_threshold_arithmetic():
+    assert portability._without_threshold_arithmetic("acc + 0.02", 0.92) == ("acc", pytest.approx(0.90))
+    assert portability._without_threshold_arithmetic("loss - 1.0", 1.5) == ("loss", pytest.approx(2.5))
+    assert portability._without_threshold_arithmetic("5 * grad['sat']", 10.0) == ("grad['sat']", 2.0)
+    assert portability._without_threshold_arithmetic("d['gauss'] / 3", 0.01) == ("d['gauss']", pytest.approx(0.03))
+    assert portability._without_threshold_arithmetic("a / b", 3.0) == ("a / b", 3.0)
