@@ -97,7 +97,8 @@ def test_float64_check_catches_the_device_pattern():
 
 
 def test_checked_cells_print_no_rounding_digits():
-    """A checked cell's committed output must not show a gradient error's power of ten (it differs per CPU)."""
+    """A checked cell's committed output shows no digits that differ per CPU: no gradient error's
+    power of ten, no float with four or more decimals."""
     bucket = re.compile(r"\bd\w+ <1e-\d\d\b")
     for path in NOTEBOOKS:
         nb = json.loads(path.read_text(encoding="utf-8"))
@@ -105,3 +106,6 @@ def test_checked_cells_print_no_rounding_digits():
             if cell["cell_type"] == "code" and "# NBVAL_CHECK_OUTPUT" in "".join(cell["source"]):
                 text = "".join("".join(o["text"]) for o in cell.get("outputs", []) if "text" in o)
                 assert not bucket.search(text), f"{path.name}: {bucket.search(text).group(0)!r} in a checked cell"
+                # four or more decimals of a float: the last one is where CPUs start to disagree
+                long_float = re.search(r"\d\.\d{4,}", text)
+                assert not long_float, f"{path.name}: {long_float.group(0)!r} in a checked cell"
