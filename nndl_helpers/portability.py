@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import math
 import os
 import platform
 import re
@@ -397,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     p_ann = sub.add_parser("annotate", help="write each notebook's spread table before its checks cell")
     p_ann.add_argument("notebooks", nargs="+")
     p_ann.add_argument("--spread", type=Path, default=ARTIFACTS / "spread.jsonl")
-    p_cfg = sub.add_parser("configs", help="print the numeric configurations of this machine")
+    sub.add_parser("configs", help="print the numeric configurations of this machine")
     args = parser.parse_args(argv)
     if args.command in (None, "check"):
         if args.command is None:

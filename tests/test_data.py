@@ -87,6 +87,14 @@ def leftovers(cache_dir: Path, rf) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
+def corrupt_cache_file(cache_dir: Path, rf) -> Path:
+    """Put a file that fails its checksum where the cache keeps ``rf``; return its path."""
+    target = cache_dir / rf.relpath
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"garbage")
+    return target
+
+
 def no_network(*args, **kwargs):
     raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
@@ -378,18 +386,14 @@ def test_a_missing_archive_member_is_named_as_missing(cache, tmp_path, monkeypat
 
 def test_corrupt_cached_file_is_replaced(cache, toy, capsys):
     rf, payload, _ = toy
-    target = cache / rf.subdir / rf.name
-    target.parent.mkdir(parents=True)
-    target.write_bytes(b"garbage")
+    corrupt_cache_file(cache, rf)
     assert nh.fetch("toy").read_bytes() == payload
     assert "fails its checksum" in capsys.readouterr().out
 
 
 def test_corrupt_cached_file_without_any_source_is_removed(cache, toy, monkeypatch):
     rf = toy[0]
-    target = cache / rf.subdir / rf.name
-    target.parent.mkdir(parents=True)
-    target.write_bytes(b"garbage")
+    corrupt_cache_file(cache, rf)
     monkeypatch.setattr(D.urllib.request, "urlopen", no_network)
     with pytest.raises(nh.DataError):
         nh.fetch("toy")
@@ -399,9 +403,7 @@ def test_corrupt_cached_file_without_any_source_is_removed(cache, toy, monkeypat
 def test_the_cache_only_ever_holds_the_old_file_or_the_verified_new_one(cache, toy, monkeypatch):
     """The download goes to a temp file beside the cache and is renamed over the old one."""
     rf, payload, _ = toy
-    target = cache / rf.relpath
-    target.parent.mkdir(parents=True)
-    target.write_bytes(b"garbage")
+    target = corrupt_cache_file(cache, rf)
     seen_during_download = []
     renames = []
     real_replace = os.replace
@@ -430,9 +432,7 @@ def test_the_cache_only_ever_holds_the_old_file_or_the_verified_new_one(cache, t
 def test_a_bad_cached_file_deleted_by_someone_else_is_no_error(cache, toy, monkeypatch):
     """Another kernel removes the corrupt file right after we checked it: no FileNotFoundError."""
     rf = toy[0]
-    target = cache / rf.relpath
-    target.parent.mkdir(parents=True)
-    target.write_bytes(b"garbage")
+    corrupt_cache_file(cache, rf)
     real_check = D._check_cached
 
     def check_then_lose_it(path, entry):
@@ -450,9 +450,7 @@ def test_a_bad_cached_file_deleted_by_someone_else_is_no_error(cache, toy, monke
 def test_removing_a_bad_file_tolerates_it_vanishing_first(cache, toy, monkeypatch):
     """The unlink itself loses the race: the file is gone by the time we delete it."""
     rf = toy[0]
-    target = cache / rf.relpath
-    target.parent.mkdir(parents=True)
-    target.write_bytes(b"garbage")
+    target = corrupt_cache_file(cache, rf)
     real_unlink = Path.unlink
     unlinked = []
 
@@ -472,9 +470,7 @@ def test_removing_a_bad_file_tolerates_it_vanishing_first(cache, toy, monkeypatc
 def test_a_good_copy_put_there_meanwhile_is_kept_and_used(cache, toy, monkeypatch):
     """Our sources fail, but another kernel has just renamed a verified copy into place."""
     rf, payload, _ = toy
-    target = cache / rf.relpath
-    target.parent.mkdir(parents=True)
-    target.write_bytes(b"garbage")
+    corrupt_cache_file(cache, rf)
     real_check = D._check_cached
     calls = []
 
@@ -497,9 +493,7 @@ def test_a_good_copy_put_there_meanwhile_is_kept_and_used(cache, toy, monkeypatc
 def test_two_fetches_of_the_same_corrupt_file_at_once(cache, toy, monkeypatch, network):
     """Two threads find the same corrupt cache file at the same moment, then both recover."""
     rf, payload, _ = toy
-    target = cache / rf.relpath
-    target.parent.mkdir(parents=True)
-    target.write_bytes(b"garbage")
+    corrupt_cache_file(cache, rf)
     both_checked = threading.Barrier(2, timeout=10)
     real_check = D._check_cached
     first_look = set()
