@@ -414,11 +414,11 @@ def test_the_walker_sees_each_profile_s_choices(requests_by_profile):
         ("cmn-eng", "cmn-eng.txt"), ("fra-eng", "fra-eng-10k.txt"),  # through notebook 15's prepare(pair, ...)
     }
     assert both <= files["quick"] and both <= files["full"]
-    # notebooks 06 and 08: TANG_CORPUS = "tangshi" if QUICK else "quantangshi"
+    # notebooks 06 and 08b: TANG_CORPUS = "tangshi" if QUICK else "quantangshi"
     assert ("tangshi", "tangshi.txt") in files["quick"] - files["full"]
     assert ("quantangshi", "quantangshi.txt.gz") in files["full"] - files["quick"]
     by_notebook = {(r.notebook, f) for r in requests_by_profile["full"] for f in r.files}
-    for nb in ("06_recurrent_networks.ipynb", "08_attention_transformer.ipynb"):
+    for nb in ("06_recurrent_networks.ipynb", "08b_transformer.ipynb"):
         assert (nb, ("quantangshi", "quantangshi.txt.gz")) in by_notebook
 
 

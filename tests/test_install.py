@@ -147,7 +147,7 @@ needs_stdlib_list = pytest.mark.skipif(sys.version_info < (3, 10),
 def test_every_import_of_the_package_is_a_declared_dependency():
     declared = _declared_by_pyproject()
     missing = {}
-    for path in sorted(PACKAGE.glob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):
         for module in _third_party_imports(path.read_text(encoding="utf-8"), skip_optional=True):
             dists = _distributions(module)
             if not dists & declared:

@@ -53,29 +53,6 @@ def test_exported_modules_match_their_notebooks():
     assert not stale, f"{stale} out of date: run `python -m nndl_helpers.nbtools export`"
 
 
-def test_export_takes_marked_cells_verbatim(tmp_path, monkeypatch):
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_markdown_cell("#@save is only for code"),
-        nbformat.v4.new_code_cell("#@save\nimport numpy as np\n\ndef f(x):\n    return 2 * x"),
-        nbformat.v4.new_code_cell("f(3)  # not saved"),
-        nbformat.v4.new_code_cell("#@save\ndef g(x):\n    return f(x) + 1\n"),
-    ]
-    (tmp_path / "notebooks").mkdir()
-    nbformat.write(nb, tmp_path / "notebooks" / "07_demo.ipynb")
-    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "notebooks" / "scratch.ipynb")
-    pkg = tmp_path / "pkg"
-    pkg.mkdir()
-    monkeypatch.setattr(nbtools, "NOTEBOOKS", tmp_path / "notebooks")
-    monkeypatch.setattr(nbtools, "PACKAGE", pkg)
-    assert nbtools.export(check_only=True) == ["ch07"] and not (pkg / "ch07.py").exists()
-    assert nbtools.export() == ["ch07"]
-    namespace = {}
-    exec((pkg / "ch07.py").read_text(), namespace)
-    assert namespace["g"](3) == 7 and "not saved" not in (pkg / "ch07.py").read_text()
-    assert nbtools.export(check_only=True) == []
-
-
 # Apple's MPS backend has no float64: `.double()` on a device tensor fails there, so float64
 # arithmetic on model outputs moves the tensor to the CPU first (`.cpu().double()`).
 _DOUBLE_ON_DEVICE = re.compile(r"\.double\(\)\s*\.cpu\(\)")

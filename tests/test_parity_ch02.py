@@ -1,6 +1,6 @@
 """Chapter 2 (linear regression): the hand-written gradients against torch.autograd, and the closed forms.
 
-Everything tested here is imported from ``nndl_helpers.ch02``, the module exported from the
+Everything tested here is imported from ``nndl_helpers.chapters.ch02``, the module exported from the
 notebook's ``#@save`` cells, so the tests check the code the notebook teaches.
 """
 import numpy as np
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import nndl_helpers as nh
-from nndl_helpers.ch02 import (
+from nndl_helpers.chapters.ch02 import (
     fit_polynomial_ridge,
     least_squares,
     minibatch_sgd,

@@ -1,6 +1,6 @@
 """Parity tests for notebooks/03_linear_models.ipynb: every NumPy backward against torch.autograd.
 
-The functions are imported from ``nndl_helpers.ch03``, which is generated from the notebook's
+The functions are imported from ``nndl_helpers.chapters.ch03``, which is generated from the notebook's
 ``#@save`` cells; the last test proves the module still matches the notebook.
 """
 from pathlib import Path
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import nndl_helpers as nh
 from nndl_helpers import nbtools
-from nndl_helpers.ch03 import (
+from nndl_helpers.chapters.ch03 import (
     accuracy,
     binary_cross_entropy_with_logits,
     confusion_matrix,
@@ -337,4 +337,4 @@ def test_one_hot_accuracy_confusion_matrix():
 def test_module_matches_the_notebook():
     notebook = Path(nbtools.NOTEBOOKS) / "03_linear_models.ipynb"
     assert (Path(nbtools.PACKAGE) / "ch03.py").read_text(encoding="utf-8") == nbtools.render_module(notebook), \
-        "nndl_helpers/ch03.py is stale: run python -m nndl_helpers.nbtools export"
+        "nndl_helpers/chapters/ch03.py is stale: run python -m nndl_helpers.nbtools export"

@@ -1,4 +1,4 @@
-"""Notebook 04's NumPy layers (nndl_helpers.ch04) against torch.autograd, in float64.
+"""Notebook 04's NumPy layers (nndl_helpers.chapters.ch04) against torch.autograd, in float64.
 
 Every backward the notebook teaches is compared with autograd on random shapes, odd sizes
 included: the activations of ACTIVATIONS, maxout, the affine layer, the squared error, and the
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import nndl_helpers as nh
-from nndl_helpers import ch04
+from nndl_helpers.chapters import ch04
 
 TOL = 1e-6
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from nndl_helpers import rel_error
-from nndl_helpers.ch05 import (LeNet5, avg_pool_backward, avg_pool_backward_naive, avg_pool_forward,
+from nndl_helpers.chapters.ch05 import (LeNet5, avg_pool_backward, avg_pool_backward_naive, avg_pool_forward,
                                avg_pool_forward_naive, conv2d_backward, conv2d_backward_naive, conv2d_forward,
                                conv2d_forward_naive, conv_output_size, max_pool_backward, max_pool_backward_naive,
                                max_pool_forward, max_pool_forward_naive)

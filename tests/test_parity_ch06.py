@@ -1,6 +1,6 @@
 """Chapter 6 (recurrent networks): every hand-written backward against torch.autograd, and bad input.
 
-Everything tested here is imported from ``nndl_helpers.ch06``, the module exported from the
+Everything tested here is imported from ``nndl_helpers.chapters.ch06``, the module exported from the
 notebook's ``#@save`` cells, so the tests check the code the notebook teaches.
 """
 import numpy as np
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import nndl_helpers as nh
-from nndl_helpers.ch06 import (
+from nndl_helpers.chapters.ch06 import (
     Vocab,
     clip_gradients,
     generate,

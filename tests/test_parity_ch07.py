@@ -1,7 +1,7 @@
 """Chapter 7's NumPy code against PyTorch: every optimizer step, every backward pass, the schedules.
 
 Everything in float64; relative error (CS231n) < 1e-6. The code under test is imported from
-``nndl_helpers.ch07``, which is exported from notebooks/07_optimization_regularization.ipynb.
+``nndl_helpers.chapters.ch07``, which is exported from notebooks/07_optimization_regularization.ipynb.
 """
 import math
 
@@ -11,28 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from nndl_helpers import rel_error
-from nndl_helpers.ch07 import (
-    OPTIMIZERS,
-    Adam,
-    AdamW,
-    Momentum,
-    Nesterov,
-    SGD,
-    batchnorm_backward,
-    batchnorm_forward,
-    batchnorm_state,
-    compare_optimizer_with_torch,
-    cosine_schedule,
-    dropout_backward,
-    dropout_forward,
-    exponential_schedule,
-    init_weight,
-    layernorm_backward,
-    layernorm_forward,
-    make_optimizer,
-    step_schedule,
-    warmup_schedule,
-)
+from nndl_helpers.chapters.ch07a import OPTIMIZERS, Adam, AdamW, Momentum, Nesterov, SGD, cosine_schedule, exponential_schedule, make_optimizer, step_schedule, warmup_schedule
+from nndl_helpers.chapters.ch07b import batchnorm_backward, batchnorm_forward, batchnorm_state, dropout_backward, dropout_forward, init_weight, layernorm_backward, layernorm_forward
+from nndl_helpers.chapters.ch07a_torch import compare_optimizer_with_torch
 
 TOL = 1e-6
 

@@ -3,7 +3,7 @@
 Every backward in float64 against torch.autograd (relative error, CS231n, < 1e-6), masks included;
 multi-head self- and cross-attention also against nn.MultiheadAttention, the decoder block against
 nn.TransformerDecoderLayer, each with copied weights. The code under test is
-imported from ``nndl_helpers.ch08``, exported from notebooks/08_attention_transformer.ipynb.
+imported from ``nndl_helpers.chapters.ch08``, exported from notebooks/08_attention_transformer.ipynb.
 """
 import math
 
@@ -14,33 +14,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nndl_helpers import rel_error
-from nndl_helpers.ch06 import Vocab
-from nndl_helpers.ch08 import (
-    BLOCK_PARAMS,
-    DECODER_BLOCK_PARAMS,
-    NumpyEncoderDecoder,
-    NumpyTransformer,
-    TinyGPT,
-    TransformerBlock,
-    additive_attention_scores,
-    causal_mask,
-    generate_text,
-    init_decoder_block,
-    init_transformer_block,
-    multi_head_attention_backward,
-    multi_head_attention_forward,
-    multi_head_cross_attention_backward,
-    multi_head_cross_attention_forward,
-    nadaraya_watson,
-    padding_mask,
-    scaled_dot_product_attention_backward,
-    scaled_dot_product_attention_forward,
-    sinusoidal_positional_encoding,
-    transformer_block_backward,
-    transformer_block_forward,
-    transformer_decoder_block_backward,
-    transformer_decoder_block_forward,
-)
+from nndl_helpers.chapters.ch06 import Vocab
+from nndl_helpers.chapters.ch08a import BLOCK_PARAMS, additive_attention_scores, causal_mask, init_transformer_block, multi_head_attention_backward, multi_head_attention_forward, multi_head_cross_attention_backward, multi_head_cross_attention_forward, nadaraya_watson, padding_mask, scaled_dot_product_attention_backward, scaled_dot_product_attention_forward, sinusoidal_positional_encoding, transformer_block_backward, transformer_block_forward
+from nndl_helpers.chapters.ch08b import DECODER_BLOCK_PARAMS, NumpyEncoderDecoder, NumpyTransformer, init_decoder_block, transformer_decoder_block_backward, transformer_decoder_block_forward
+from nndl_helpers.chapters.ch08a_torch import TransformerBlock
+from nndl_helpers.chapters.ch08b_torch import TinyGPT, generate_text
 
 TOL = 1e-6
 

@@ -1,4 +1,4 @@
-"""Notebook 09's NumPy code (nndl_helpers.ch09) against torch.autograd and linear algebra, in float64.
+"""Notebook 09's NumPy code (nndl_helpers.chapters.ch09) against torch.autograd and linear algebra, in float64.
 
 Every backward the notebook teaches is compared with autograd on random shapes, odd sizes
 included: the KL sparsity penalty on its own, and whole autoencoders (deep, sparse with L2,
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import nndl_helpers as nh
-from nndl_helpers import ch09
+from nndl_helpers.chapters import ch09, ch09_torch
 
 TOL = 1e-6
 TORCH_ACTIVATIONS = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
@@ -155,7 +155,7 @@ def test_kmeans_decreases_its_objective_and_finds_clear_clusters():
 
 
 def test_conv_autoencoder_shapes():
-    model = ch09.ConvAutoencoder(code_size=3, channels=(2, 3))
+    model = ch09_torch.ConvAutoencoder(code_size=3, channels=(2, 3))
     x = torch.rand(2, 1, 28, 28)
     assert model.encode(x).shape == (2, 3) and model(x).shape == (2, 1, 28, 28)
     assert model(x.reshape(2, 784)).shape == (2, 1, 28, 28)
@@ -183,8 +183,8 @@ def test_conv_autoencoder_shapes():
     (lambda: ch09.PCA().fit(np.eye(3)).transform(np.ones((2, 4))), "fitted on 3 features"),
     (lambda: ch09.kmeans(np.eye(3), 4), "k must be an integer"),
     (lambda: ch09.reconstruction_mse(np.ones(3), np.ones(4)), "shape"),
-    (lambda: ch09.ConvAutoencoder(2)(torch.zeros(2, 3, 28, 28)), "(N, 1, 28, 28)"),
-    (lambda: ch09.ConvAutoencoder(2).decode(torch.zeros(2, 5)), "codes of shape (N, 2)"),
+    (lambda: ch09_torch.ConvAutoencoder(2)(torch.zeros(2, 3, 28, 28)), "(N, 1, 28, 28)"),
+    (lambda: ch09_torch.ConvAutoencoder(2).decode(torch.zeros(2, 5)), "codes of shape (N, 2)"),
 ])
 def test_bad_input_raises_a_clear_error(call, words):
     with pytest.raises(ValueError) as info:

@@ -1,13 +1,12 @@
-"""NumPy VAE blocks of notebooks/13a_vae.ipynb (nndl_helpers.ch13a) against torch.autograd, and the PyTorch VAE's API."""
+"""NumPy VAE blocks of notebooks/13a_vae.ipynb (nndl_helpers.chapters.ch13a) against torch.autograd, and the PyTorch VAE's API."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 import nndl_helpers as nh
-from nndl_helpers.ch13a import (VAE, NumpyVAE, bernoulli_nll, evaluate_vae, gaussian_kl,
-                                importance_log_likelihood, reparameterize_backward, reparameterize_forward,
-                                train_vae, vae_loss, vae_loss_terms)
+from nndl_helpers.chapters.ch13a import NumpyVAE, bernoulli_nll, gaussian_kl, reparameterize_backward, reparameterize_forward
+from nndl_helpers.chapters.ch13a_torch import VAE, evaluate_vae, importance_log_likelihood, train_vae, vae_loss, vae_loss_terms
 
 TOL = 1e-6
 SHAPES = [(1, 1), (3, 2), (5, 7), (16, 3)]

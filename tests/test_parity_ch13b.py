@@ -1,17 +1,14 @@
-"""NumPy GAN blocks of notebooks/13b_gan.ipynb (nndl_helpers.ch13b) against torch.autograd, and the helpers' API."""
+"""NumPy GAN blocks of notebooks/13b_gan.ipynb (nndl_helpers.chapters.ch13b) against torch.autograd, and the helpers' API."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 import nndl_helpers as nh
-from nndl_helpers.ch04 import MLP
-from nndl_helpers.ch13b import (GENERATOR_LOSSES, NumpyGAN, class_probabilities, dcgan_discriminator,
-                                dcgan_generator, discriminator_loss, gan_train_step, generator_loss,
-                                minibatch_std_backward, minibatch_std_forward, mlp_backward, mlp_forward,
-                                mode_coverage, ring_centres, ring_density, sample_ring, score_generated,
-                                train_digit_judge)
-from nndl_helpers.ch07 import Adam
+from nndl_helpers.chapters.ch04 import MLP
+from nndl_helpers.chapters.ch13b import GENERATOR_LOSSES, NumpyGAN, discriminator_loss, gan_train_step, generator_loss, minibatch_std_backward, minibatch_std_forward, mlp_backward, mlp_forward, mode_coverage, ring_centres, ring_density, sample_ring
+from nndl_helpers.chapters.ch13b_torch import class_probabilities, dcgan_discriminator, dcgan_generator, score_generated, train_digit_judge
+from nndl_helpers.chapters.ch07a import Adam
 
 TOL = 1e-6
 TORCH_ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "leaky_relu": F.leaky_relu, "elu": F.elu,

@@ -1,4 +1,4 @@
-"""Diffusion blocks of notebooks/13c_diffusion.ipynb (nndl_helpers.ch13c) against torch.autograd and brute force."""
+"""Diffusion blocks of notebooks/13c_diffusion.ipynb (nndl_helpers.chapters.ch13c) against torch.autograd and brute force."""
 import math
 
 import numpy as np
@@ -7,10 +7,9 @@ import torch
 import torch.nn.functional as F
 
 import nndl_helpers as nh
-from nndl_helpers.ch13c import (SCHEDULES, DenoiserMLP, NoiseSchedule, TinyUNet, ddim_sample, ddpm_loss, ddpm_sample,
-                                energy_distance, eps_mse_loss, q_sample, sampling_timesteps, timestep_embedding,
-                                timestep_embedding_torch, torch_eps_predictor, train_ddpm, train_denoiser)
-from nndl_helpers.ch13b import score_generated
+from nndl_helpers.chapters.ch13c import SCHEDULES, DenoiserMLP, NoiseSchedule, ddim_sample, ddpm_loss, ddpm_sample, energy_distance, eps_mse_loss, q_sample, sampling_timesteps, timestep_embedding, train_denoiser
+from nndl_helpers.chapters.ch13c_torch import TinyUNet, timestep_embedding_torch, torch_eps_predictor, train_ddpm
+from nndl_helpers.chapters.ch13b_torch import score_generated
 
 TOL = 1e-6
 TORCH_ACTIVATIONS = {"relu": torch.relu, "silu": F.silu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,

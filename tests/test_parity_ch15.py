@@ -1,7 +1,7 @@
 """Chapter 15 (sequence generation): hand-written backward passes against torch.autograd, BLEU by hand,
 n-gram normalisation, beam search against brute force, sampling filters, and bad input.
 
-Everything tested here is imported from ``nndl_helpers.ch15``, the module exported from the notebook's
+Everything tested here is imported from ``nndl_helpers.chapters.ch15``, the module exported from the notebook's
 ``#@save`` cells, so the tests check the code the notebook teaches.
 """
 import itertools
@@ -13,29 +13,9 @@ import torch
 import torch.nn.functional as F
 
 import nndl_helpers as nh
-from nndl_helpers.ch15 import (
-    AdditiveAttention,
-    AttentionSeq2Seq,
-    NGramLM,
-    SeqVocab,
-    TransformerSeq2Seq,
-    additive_attention_backward,
-    additive_attention_forward,
-    attention_decoder_step_backward,
-    attention_decoder_step_forward,
-    beam_search,
-    corpus_bleu,
-    filter_logits,
-    greedy_decode,
-    masked_softmax,
-    pad_batch,
-    sample_decode,
-    sentence_bleu,
-    split_by_source,
-    tokenize_chars,
-    tokenize_words,
-    translate,
-)
+from nndl_helpers.chapters.ch15 import NGramLM, SeqVocab, additive_attention_backward, additive_attention_forward, attention_decoder_step_backward, attention_decoder_step_forward, corpus_bleu, masked_softmax, sentence_bleu, split_by_source, tokenize_chars, tokenize_words
+from nndl_helpers.chapters.ch15_torch import pad_batch
+from nndl_helpers.chapters.ch15_torch import AdditiveAttention, AttentionSeq2Seq, TransformerSeq2Seq, beam_search, filter_logits, greedy_decode, sample_decode, translate
 
 TOL = 1e-6
 ATT_SHAPES = [(1, 1, 1, 1, 1, 1), (2, 3, 4, 5, 6, 7), (3, 7, 2, 3, 5, 4), (5, 4, 9, 8, 3, 11)]  # N, S, Dq, Dk, Dv, A

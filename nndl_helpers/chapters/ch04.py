@@ -1,11 +1,11 @@
-"""Code taught in notebooks/04_feedforward_networks.ipynb, reused by later notebooks.
+"""NumPy code taught in notebooks/04_feedforward_networks.ipynb, reused by later notebooks.
 
 Generated from the notebook's ``#@save`` cells by ``python -m nndl_helpers.nbtools export``.
 Do not edit by hand: change the notebook and export again (a test checks they agree).
 """
 import numpy as np
 
-from nndl_helpers.ch03 import (binary_cross_entropy_with_logits, linear_backward, linear_forward, sigmoid,
+from nndl_helpers.chapters.ch03 import (binary_cross_entropy_with_logits, linear_backward, linear_forward, sigmoid,
                                softmax, softmax_cross_entropy)
 
 

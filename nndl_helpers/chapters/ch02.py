@@ -1,4 +1,4 @@
-"""Code taught in notebooks/02_linear_regression.ipynb, reused by later notebooks.
+"""NumPy code taught in notebooks/02_linear_regression.ipynb, reused by later notebooks.
 
 Generated from the notebook's ``#@save`` cells by ``python -m nndl_helpers.nbtools export``.
 Do not edit by hand: change the notebook and export again (a test checks they agree).

@@ -1,4 +1,4 @@
-"""Code taught in notebooks/06_recurrent_networks.ipynb, reused by later notebooks.
+"""NumPy code taught in notebooks/06_recurrent_networks.ipynb, reused by later notebooks.
 
 Generated from the notebook's ``#@save`` cells by ``python -m nndl_helpers.nbtools export``.
 Do not edit by hand: change the notebook and export again (a test checks they agree).
@@ -8,7 +8,7 @@ from collections import Counter
 
 import numpy as np
 
-from nndl_helpers.ch03 import sigmoid, softmax
+from nndl_helpers.chapters.ch03 import sigmoid, softmax
 
 
 def preprocess_english(text):

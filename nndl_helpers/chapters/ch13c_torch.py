@@ -1,0 +1,127 @@
+"""PyTorch code taught in notebooks/13c_diffusion.ipynb, reused by later notebooks.
+
+Generated from the notebook's ``#@save torch`` cells by ``python -m nndl_helpers.nbtools export``.
+Do not edit by hand: change the notebook and export again (a test checks they agree).
+"""
+import math
+
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def timestep_embedding_torch(t, dim, max_period=10_000.0):
+    """timestep_embedding for a tensor t (N,) on any device -> (N, dim) float32 tensor."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None, :]
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+
+
+class ResidualBlock(nn.Module):
+    """GroupNorm -> SiLU -> conv3x3, plus a per-channel bias from the time embedding, twice; a skip connection."""
+
+    def __init__(self, c_in, c_out, emb_dim, groups=8):
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(min(groups, c_in), c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.time = nn.Linear(emb_dim, c_out)
+        self.norm2, self.conv2 = nn.GroupNorm(min(groups, c_out), c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x, emb):
+        h = self.conv1(F.silu(self.norm1(x))) + self.time(emb)[:, :, None, None]
+        return self.conv2(F.silu(self.norm2(h))) + self.skip(x)
+
+
+class TinyUNet(nn.Module):
+    """eps_theta(x_t, t) for (N, 1, 28, 28) images: a U-Net with levels 28, 14 and 7 pixels wide.
+
+    channels  (c1, c2, c3), the widths of the three levels; T  the number of diffusion steps (the
+    embedding's slowest period is 10 T, as in DenoiserMLP).
+    """
+
+    def __init__(self, channels=(16, 32, 64), T=1000, emb_dim=64):
+        super().__init__()
+        c1, c2, c3 = channels
+        self.T, self.emb_dim = int(T), int(emb_dim)
+        self.time_mlp = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.stem = nn.Conv2d(1, c1, 3, padding=1)
+        self.enc1 = ResidualBlock(c1, c1, emb_dim)
+        self.down1 = nn.Conv2d(c1, c2, 3, stride=2, padding=1)          # 28 -> 14
+        self.enc2 = ResidualBlock(c2, c2, emb_dim)
+        self.down2 = nn.Conv2d(c2, c3, 3, stride=2, padding=1)          # 14 -> 7
+        self.middle = ResidualBlock(c3, c3, emb_dim)
+        self.up2 = nn.ConvTranspose2d(c3, c2, 2, stride=2)              # 7 -> 14
+        self.dec2 = ResidualBlock(2 * c2, c2, emb_dim)                  # after the skip connection
+        self.up1 = nn.ConvTranspose2d(c2, c1, 2, stride=2)              # 14 -> 28
+        self.dec1 = ResidualBlock(2 * c1, c1, emb_dim)
+        self.head = nn.Sequential(nn.GroupNorm(min(8, c1), c1), nn.SiLU(), nn.Conv2d(c1, 1, 3, padding=1))
+
+    def forward(self, x, t):
+        if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
+            raise ValueError(f"TinyUNet expects images of shape (N, 1, 28, 28), got {tuple(x.shape)}")
+        emb = self.time_mlp(timestep_embedding_torch(t, self.emb_dim, max_period=10.0 * self.T))
+        h1 = self.enc1(self.stem(x), emb)
+        h2 = self.enc2(self.down1(h1), emb)
+        h = self.middle(self.down2(h2), emb)
+        h = self.dec2(torch.cat([self.up2(h), h2], dim=1), emb)
+        h = self.dec1(torch.cat([self.up1(h), h1], dim=1), emb)
+        return self.head(h)
+
+
+def train_ddpm(model, X, schedule, *, steps, batch_size=128, lr=1e-3, device="cpu", seed=0,
+               ema_decay=None, on_step=None):
+    """Train `model` (eps_theta(x, t) on tensors) in place with L_simple and AdamW with a cosine decay.
+
+    X  (N, ...) float32 data of unit scale (images in [-1, 1]), moved to `device` once.
+    ema_decay  if given, also keep an exponential moving average of the weights, the usual choice for
+               sampling. On CUDA the forward pass runs in bfloat16 (torch.autocast).
+    Returns (losses, sampler model): the EMA copy if ema_decay is given, else `model`; both in eval mode.
+    """
+    from nndl_helpers.chapters.ch07a import cosine_schedule
+
+    device = torch.device(device)
+    X = torch.as_tensor(X, dtype=torch.float32).to(device)
+    model.to(device).train()
+    ema = copy.deepcopy(model).eval() if ema_decay else None
+    alpha_bars = torch.tensor(schedule.alpha_bars, dtype=torch.float32, device=device)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    lr_at = cosine_schedule(lr, steps, lr * 0.05)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_at(step) / lr)
+    losses = []
+    for step in range(int(steps)):
+        x0 = X[torch.randint(0, len(X), (batch_size,), generator=gen, device=device)]
+        t = torch.randint(1, schedule.T + 1, (batch_size,), generator=gen, device=device)
+        eps = torch.randn(x0.shape, generator=gen, device=device)
+        a_bar = alpha_bars[t - 1].view(-1, *([1] * (x0.ndim - 1)))
+        x_t = a_bar.sqrt() * x0 + (1 - a_bar).sqrt() * eps
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss = F.mse_loss(model(x_t, t).float(), eps)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        if ema is not None:
+            with torch.no_grad():
+                for p_ema, p in zip(ema.parameters(), model.parameters()):
+                    p_ema.lerp_(p, 1 - ema_decay)
+        losses.append(loss.item())
+        if on_step is not None:
+            on_step(step, losses[-1])
+    model.eval()
+    return losses, (ema if ema is not None else model)
+
+
+def torch_eps_predictor(model, device="cpu"):
+    """Wrap a network model(x, t_tensor) as predict_eps(x, t_int) for ddpm_sample / ddim_sample (no gradients)."""
+    device = torch.device(device)
+
+    @torch.no_grad()
+    def predict_eps(x, t):
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            return model(x, torch.full((len(x),), t, device=x.device, dtype=torch.long)).float()
+    return predict_eps
