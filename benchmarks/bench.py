@@ -13,7 +13,7 @@ One process, one run. It measures
 3. one training epoch of the NumPy models against their PyTorch twins;
 4. every notebook executed top to bottom in the quick profile: wall time and
    the kernel's peak resident memory;
-5. the browser tests (``tests/test_browser.py``: JupyterLab and the Voila playground in
+5. the browser tests (``tests/browser/test_browser.py``: JupyterLab and the Voila playground in
    Chromium): how long each step took against its speed target.
 Results go to ``benchmarks/results.md`` (shown in the README) and ``results.json``.
 Blocks of chapters not yet written are listed as such, not skipped silently.
@@ -124,17 +124,15 @@ def matmul_peak(n: int = 1024) -> dict:
 
 
 def _module(name: str):
-    try:
-        return importlib.import_module(f"nndl_helpers.{name}")
-    except ImportError:
-        return None
+    """A chapter module of nndl_helpers.chapters; every benchmarked chapter exists, so an import error is a bug."""
+    return importlib.import_module(f"nndl_helpers.chapters.{name}")
 
 
 def bench_affine(rng) -> BlockResult:
     N, D, M = 256, 784, 256
-    res = BlockResult("affine (ch04)", f"x {N}x{D}, W {D}x{M}", target_ratio=1.5)
-    ch04 = _module("ch04")
-    if ch04 is None:
+    res = BlockResult("affine (ch04a)", f"x {N}x{D}, W {D}x{M}", target_ratio=1.5)
+    ch04a = _module("ch04a")
+    if ch04a is None:
         res.note = "chapter 4 not yet written"
         return res
     x = rng.standard_normal((N, D), dtype=np.float32)
@@ -143,8 +141,8 @@ def bench_affine(rng) -> BlockResult:
     dout = rng.standard_normal((N, M), dtype=np.float32)
 
     def numpy_step():
-        out, cache = ch04.affine_forward(x, W, b)
-        ch04.affine_backward(dout, cache)
+        out, cache = ch04a.affine_forward(x, W, b)
+        ch04a.affine_backward(dout, cache)
 
     tx = torch.from_numpy(x).requires_grad_()
     tW = torch.from_numpy(W.T.copy()).requires_grad_()  # nn.Linear layout
@@ -162,10 +160,10 @@ def bench_affine(rng) -> BlockResult:
 
 def bench_conv2d(rng) -> BlockResult:
     N, C, H, W_, F, K = 64, 6, 14, 14, 16, 5
-    res = BlockResult("conv2d (ch05)", f"x {N}x{C}x{H}x{W_}, W {F}x{C}x{K}x{K}, stride 1, pad 0",
+    res = BlockResult("conv2d (ch05a)", f"x {N}x{C}x{H}x{W_}, W {F}x{C}x{K}x{K}, stride 1, pad 0",
                       target_ratio=3.0)
-    ch05 = _module("ch05")
-    if ch05 is None:
+    ch05a = _module("ch05a")
+    if ch05a is None:
         res.note = "chapter 5 not yet written"
         return res
     x = rng.standard_normal((N, C, H, W_), dtype=np.float32)
@@ -175,8 +173,8 @@ def bench_conv2d(rng) -> BlockResult:
     dout = rng.standard_normal((N, F, Ho, Wo), dtype=np.float32)
 
     def numpy_step():
-        out, cache = ch05.conv2d_forward(x, w, b, stride=1, padding=0)
-        ch05.conv2d_backward(dout, cache)
+        out, cache = ch05a.conv2d_forward(x, w, b, stride=1, padding=0)
+        ch05a.conv2d_backward(dout, cache)
 
     tx, tw, tb = (torch.from_numpy(a).requires_grad_() for a in (x, w, b))
     tdout = torch.from_numpy(dout)
@@ -192,12 +190,12 @@ def bench_conv2d(rng) -> BlockResult:
 
 def bench_pool(rng, kind: str) -> BlockResult:
     N, C, H, W_ = 64, 6, 28, 28
-    res = BlockResult(f"{kind} pool 2x2 (ch05)", f"x {N}x{C}x{H}x{W_}", target_ratio=3.0)
-    ch05 = _module("ch05")
-    if ch05 is None:
+    res = BlockResult(f"{kind} pool 2x2 (ch05a)", f"x {N}x{C}x{H}x{W_}", target_ratio=3.0)
+    ch05a = _module("ch05a")
+    if ch05a is None:
         res.note = "chapter 5 not yet written"
         return res
-    fwd, bwd = getattr(ch05, f"{kind}_pool_forward"), getattr(ch05, f"{kind}_pool_backward")
+    fwd, bwd = getattr(ch05a, f"{kind}_pool_forward"), getattr(ch05a, f"{kind}_pool_backward")
     x = rng.standard_normal((N, C, H, W_), dtype=np.float32)
     dout = rng.standard_normal((N, C, H // 2, W_ // 2), dtype=np.float32)
 
@@ -261,8 +259,8 @@ def bench_lstm_step(rng) -> BlockResult:
 
 def bench_norm(rng, kind: str) -> BlockResult:
     N, D = 256, 512
-    res = BlockResult(f"{kind} (ch07)", f"x {N}x{D}", target_ratio=None)
-    ch07 = _module("ch07")
+    res = BlockResult(f"{kind} (ch07b)", f"x {N}x{D}", target_ratio=None)
+    ch07 = _module("ch07b")
     if ch07 is None:
         res.note = "chapter 7 not yet written"
         return res
@@ -293,9 +291,9 @@ def bench_norm(rng, kind: str) -> BlockResult:
 
 def bench_attention(rng) -> BlockResult:
     N, T, D, h = 16, 64, 128, 4
-    res = BlockResult("multi-head self-attention, causal (ch08)", f"x {N}x{T}x{D}, {h} heads, no biases",
+    res = BlockResult("multi-head self-attention, causal (ch08a)", f"x {N}x{T}x{D}, {h} heads, no biases",
                       target_ratio=2.0)
-    ch08 = _module("ch08")
+    ch08 = _module("ch08a")
     if ch08 is None:
         res.note = "chapter 8 not yet written"
         return res
@@ -305,7 +303,7 @@ def bench_attention(rng) -> BlockResult:
     causal = np.tril(np.ones((T, T), dtype=bool))
 
     def numpy_step():
-        out, cache = ch08.multi_head_attention_forward(x, *Ws, h, mask=causal)
+        out, _, cache = ch08.multi_head_attention_forward(x, *Ws, h, mask=causal)
         ch08.multi_head_attention_backward(dout, cache)
 
     # PyTorch at its best on the CPU: the same projections around its fused scaled_dot_product_attention
@@ -333,15 +331,15 @@ def bench_attention(rng) -> BlockResult:
 
 def _epoch_pair(name, numpy_model, torch_model, X, y, batch_size, target_ratio):
     """Time one epoch of Adam mini-batch training, the same batches for both twins."""
-    ch04 = _module("ch04")
+    ch07a = _module("ch07a")
     order = np.random.default_rng(0).permutation(len(X))
     batches = [order[i:i + batch_size] for i in range(0, len(X), batch_size)]
 
-    opt = ch04.Adam(numpy_model.params, lr=1e-3)
+    opt = ch07a.Adam(lr=1e-3)
     t0 = time.perf_counter()
     for b in batches:
         _, grads = numpy_model.loss(X[b], y[b])
-        opt.step(grads)
+        opt.step(numpy_model.params, grads)
     numpy_s = time.perf_counter() - t0
 
     tX, ty = torch.from_numpy(X), torch.from_numpy(y)
@@ -363,28 +361,28 @@ def _epoch_pair(name, numpy_model, torch_model, X, y, batch_size, target_ratio):
 
 
 def bench_epochs() -> list[dict]:
-    """One epoch of the NumPy MLP (ch04) and LeNet-5 (ch05) against identical PyTorch models."""
+    """One epoch of the NumPy MLP (ch04a) and LeNet-5 (ch05a) against identical PyTorch models."""
     import nndl_helpers as nh
 
     out = []
     nn = torch.nn
-    ch04, ch05 = _module("ch04"), _module("ch05")
+    ch04a, ch05a = _module("ch04a"), _module("ch05a")
     X, y = nh.load_mnist("mnist", "train", flatten=True, limit=20_000)
-    if ch04 is None:
-        out.append({"model": "MLP (ch04)", "note": "chapter 4 not yet written"})
+    if ch04a is None:
+        out.append({"model": "MLP (ch04a)", "note": "chapter 4 not yet written"})
     else:
         sizes = [784, 256, 128, 10]
-        mlp = ch04.MLP(sizes, "relu", seed=0, dtype=np.float32)
+        mlp = ch04a.MLP(sizes, "relu", seed=0, dtype=np.float32)
         twin = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
-        out.append(_epoch_pair("MLP 784-256-128-10 (ch04)", mlp, twin, X, y, 128, 1.5))
-    if ch05 is None or not hasattr(ch05, "LeNet5"):
-        out.append({"model": "LeNet-5 (ch05)", "note": "chapter 5 not yet written"})
+        out.append(_epoch_pair("MLP 784-256-128-10 (ch04a)", mlp, twin, X, y, 128, 1.5))
+    if ch05a is None or not hasattr(ch05a, "LeNet5"):
+        out.append({"model": "LeNet-5 (ch05a)", "note": "chapter 5 not yet written"})
     else:
         Xi = X[:10_000].reshape(-1, 1, 28, 28)
         twin = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
                              nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                              nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
-        out.append(_epoch_pair("LeNet-5 (ch05)", ch05.LeNet5(seed=0), twin, Xi, y[:10_000], 64, 3.0))
+        out.append(_epoch_pair("LeNet-5 (ch05a)", ch05a.LeNet5(seed=0), twin, Xi, y[:10_000], 64, 3.0))
     return out
 
 
@@ -454,7 +452,7 @@ def notebook_budget(name: str) -> int:
 
 
 def run_browser_tests(timeout: int = 3600) -> dict:
-    """Run tests/test_browser.py with its speed targets asserted; each timing against its target.
+    """Run tests/browser/test_browser.py with its speed targets asserted; each timing against its target.
 
     The tests record their timings, targets and missed targets in artifacts/browser/timings.json;
     without Chromium or Playwright they skip, and the report says why.
@@ -462,7 +460,7 @@ def run_browser_tests(timeout: int = 3600) -> dict:
     artifacts = REPO / "artifacts" / "browser"
     timings = artifacts / "timings.json"
     timings.unlink(missing_ok=True)  # this run's timings only
-    cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-m", "ui", "tests/test_browser.py"]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-m", "ui", "tests/browser/test_browser.py"]
     try:
         proc = subprocess.run(cmd, cwd=REPO, env=_with_speed_checks(), capture_output=True, text=True,
                               timeout=timeout)

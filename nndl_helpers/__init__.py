@@ -3,10 +3,10 @@
 Teaching code lives in the notebooks. This package only holds what every
 notebook needs and nobody needs to study: downloading and verifying data,
 plotting, choosing a device, seeding, and checking gradients. Code a notebook
-teaches and a later one reuses is exported, verbatim, to ``nndl_helpers.chNN``
+teaches and a later one reuses is exported, verbatim, to ``nndl_helpers.chapters.chNN``
 (see ``nndl_helpers.nbtools``).
 """
-from .config import best_device, describe, get_profile, seed_everything, speed_checks_enabled
+from .config import SectionTimer, best_device, describe, get_profile, seed_everything, speed_checks_enabled
 from .data import (
     DATASETS,
     DataError,
@@ -27,6 +27,7 @@ from .data import (
 )
 from .gradcheck import (
     autograd_gradients,
+    check_gradients,
     compare_with_autograd,
     numerical_gradient,
     numerical_gradient_array,
@@ -36,11 +37,11 @@ from .gradcheck import (
 from .plot import PALETTE, LiveCurve, decision_boundary, figure_to_png, image_grid, tile_images, use_style
 
 __all__ = [
-    "best_device", "describe", "get_profile", "seed_everything", "speed_checks_enabled",
+    "SectionTimer", "best_device", "describe", "get_profile", "seed_everything", "speed_checks_enabled",
     "DATASETS", "DataError", "FASHION_MNIST_CLASSES", "fetch", "load_diabetes", "load_mnist",
     "load_tang_poems", "load_text", "load_translation_pairs", "make_linear_regression",
     "make_sine_regression", "make_toy_2d", "minibatches", "read_idx", "to_tensors", "train_test_split",
-    "autograd_gradients", "compare_with_autograd", "numerical_gradient", "numerical_gradient_array",
+    "autograd_gradients", "check_gradients", "compare_with_autograd", "numerical_gradient", "numerical_gradient_array",
     "rel_error", "verdict_line",
     "PALETTE", "LiveCurve", "decision_boundary", "figure_to_png", "image_grid", "tile_images", "use_style",
 ]

@@ -131,3 +131,30 @@ def describe(device, profile: str) -> str:
             f"`make lab`, or see the README's 'Speed on small machines'"
         )
     return line
+
+
+class SectionTimer:
+    """CPU and wall seconds a notebook spends in each of its sections.
+
+    ``timed = SectionTimer()`` in the setup cell, then ``timed("attention")`` at the end of each
+    section records the time since the previous call (or since the timer was made) in
+    ``timed.times[name] = (cpu_s, wall_s)``. CPU seconds are the kernel's own work, what the
+    runtime line of a notebook reports; wall seconds also count waiting for a busy machine.
+    """
+
+    def __init__(self) -> None:
+        import time
+
+        self._clock = lambda: (time.process_time(), time.perf_counter())
+        self.start = self._last = self._clock()
+        self.times: dict[str, tuple[float, float]] = {}
+
+    def __call__(self, section: str) -> None:
+        now = self._clock()
+        self.times[section] = (now[0] - self._last[0], now[1] - self._last[1])
+        self._last = now
+
+    def total(self) -> tuple[float, float]:
+        """(cpu_s, wall_s) since the timer was made."""
+        now = self._clock()
+        return now[0] - self.start[0], now[1] - self.start[1]

@@ -1,5 +1,7 @@
 """Gradient checking: centred differences, CS231n's relative error, and autograd parity.
 
+The centred-difference checker is notebook 04b's code (nndl_helpers.chapters.ch04b), called from here.
+
     num = numerical_gradient(lambda: loss(W), W)     # perturbs W in place
     rel_error(num, dW)                               # ~1e-9 or smaller is good in float64
     compare_with_autograd({"W": dW}, torch_loss, {"X": X, "W": W})
@@ -24,34 +26,32 @@ def rel_error(a, b) -> float:
     return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))
 
 
-def numerical_gradient(f: Callable[[], float], x: np.ndarray, h: float = 1e-5) -> np.ndarray:
-    """Centred-difference gradient of the scalar ``f()`` with respect to ``x``.
+# The centred-difference checker is taught in notebook 04b (§4.5.1, numerical differentiation) and lives
+# in its generated module, nndl_helpers.chapters.ch04b. The two functions below only call that code. They
+# import it on their first call, not when nndl_helpers is imported: a generated module that an export
+# broke can then never break `import nndl_helpers` or `python -m nndl_helpers.nbtools`, which repairs it.
 
-    ``x`` is perturbed in place, one entry at a time, and restored: ``f`` must
-    read ``x`` (a closure), so the same code checks any parameter array.
-    Use float64: in float32 the rounding error swamps the difference quotient.
+def numerical_gradient(f: Callable[[], float], x: np.ndarray, h: float = 1e-5) -> np.ndarray:
+    """Centred-difference gradient of the scalar ``f()`` with respect to the float64 array ``x``.
+
+    The code is notebook 04b's ``numerical_gradient`` (``nndl_helpers.chapters.ch04b``, where its
+    error analysis is written out): ``x`` is perturbed in place, one entry at a time, and restored,
+    so ``f`` must read ``x`` (a closure); float32 raises TypeError.
     """
-    if x.dtype != np.float64:
-        raise TypeError(f"gradient checks need float64 arrays, got {x.dtype}")
-    grad = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
-    while not it.finished:
-        i = it.multi_index
-        old = x[i]
-        x[i] = old + h
-        f_plus = f()
-        x[i] = old - h
-        f_minus = f()
-        x[i] = old
-        grad[i] = (f_plus - f_minus) / (2 * h)
-        it.iternext()
-    return grad
+    from nndl_helpers.chapters.ch04b import numerical_gradient as taught
+
+    return taught(f, x, h)
 
 
 def numerical_gradient_array(f: Callable[[], np.ndarray], x: np.ndarray, dout: np.ndarray,
                              h: float = 1e-5) -> np.ndarray:
-    """Centred-difference gradient of ``sum(f() * dout)``: checks a layer's backward for any upstream ``dout``."""
-    return numerical_gradient(lambda: float(np.sum(f() * dout)), x, h)
+    """Centred-difference gradient of ``sum(f() * dout)``: checks a layer's backward for any upstream ``dout``.
+
+    The code is notebook 04b's ``numerical_gradient_array`` (``nndl_helpers.chapters.ch04b``).
+    """
+    from nndl_helpers.chapters.ch04b import numerical_gradient_array as taught
+
+    return taught(f, x, dout, h)
 
 
 def autograd_gradients(torch_fn: Callable, inputs: Mapping[str, np.ndarray],
@@ -120,3 +120,20 @@ def verdict_line(label: str, errors: Mapping[str, float], tol: float = DEFAULT_T
     else:
         verdict = f"OK (< {tol:.0e})"
     return f"{label:<24s} {names}   {verdict}".strip()
+
+
+def check_gradients(label: str, forward: Callable[[], np.ndarray], grads: Mapping[str, np.ndarray],
+                    inputs: Mapping[str, np.ndarray], torch_fn: Callable, dout: np.ndarray,
+                    centred_tol: float = 1e-5, tol: float = DEFAULT_TOL) -> tuple[float, float]:
+    """Both checks of a hand-written backward, each printed as one verdict line.
+
+    ``grads[k]`` claims to be the gradient of ``sum(forward() * dout)`` with respect to
+    ``inputs[k]``. It is compared with centred differences (``numerical_gradient_array``, which
+    perturbs ``inputs[k]`` in place; tolerance ``centred_tol``) and with ``torch.autograd`` on
+    ``torch_fn`` (see ``compare_with_autograd``; tolerance ``tol``).
+    Returns (worst centred-difference error, worst autograd error).
+    """
+    errors = {k: rel_error(numerical_gradient_array(forward, inputs[k], dout), grads[k]) for k in grads}
+    print(verdict_line(f"{label}, centred", errors, tol=centred_tol))
+    worst_autograd = compare_with_autograd(grads, torch_fn, inputs, dout=dout, label=f"{label}, autograd", tol=tol)
+    return max(errors.values()), worst_autograd

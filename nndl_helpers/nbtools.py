@@ -7,7 +7,7 @@ subpackage, apart from the hand-written plumbing of ``nndl_helpers``:
     #@save        ->  nndl_helpers/chapters/chNN.py        NumPy only: importing it never imports torch
     #@save torch  ->  nndl_helpers/chapters/chNN_torch.py  the chapter's PyTorch code
 
-(``05_convolutional_networks.ipynb`` -> ``ch05.py`` and ``ch05_torch.py``). A ``torch`` cell
+(``05a_convolution.ipynb`` -> ``ch05a.py`` and ``ch05a_torch.py``). A ``torch`` cell
 may use what the notebook's NumPy cells define: the generated module imports those names from
 ``chNN`` explicitly. The notebook stays the one source; ``check`` fails when a module differs
 from its notebook or when a module no notebook produces is left behind (``export`` deletes it).
@@ -39,7 +39,7 @@ _MODULE = re.compile(r"^ch\d\d[a-z]?(_torch)?\.py$")
 
 
 def module_name(notebook: Path) -> str | None:
-    """``ch05`` for ``05_convolutional_networks.ipynb``; None for notebooks without a number."""
+    """``ch05a`` for ``05a_convolution.ipynb``; None for notebooks without a number."""
     m = _NAME.match(notebook.name)
     return f"ch{m.group(1)}" if m else None
 

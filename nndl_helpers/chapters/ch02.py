@@ -20,14 +20,19 @@ def least_squares(X, y):
     return w_hat[:-1], w_hat[-1]
 
 
-def mse_loss(X, y, w, b):
-    """Mean squared error (均方误差) of the linear model y_hat = X w + b, and its gradient.
+def linear_regression_loss(X, y, w, b):
+    """Mean squared error (均方误差) of the linear model y_hat = X w + b, and its gradients.
 
+    The model's objective, a function of its parameters w and b (chapter 4's linear_regression_loss(pred, y)
+    is the same error as a function of the prediction).
     X: (N, D) inputs; y: (N,) targets; w: (D,) weights; b: scalar bias.
     Returns (loss, dw, db): loss = mean((X w + b - y)²) as a float,
     dw = dloss/dw of shape (D,), db = dloss/db as a float.
     No factor 1/2, like torch.nn.MSELoss, so the gradients are (2/N) Xᵀr and (2/N) Σ r.
     """
+    if np.ndim(X) != 2 or np.shape(y) != (len(X),) or np.shape(w) != (np.shape(X)[1],):
+        raise ValueError(f"linear_regression_loss: expected X (N, D), y (N,), w (D,); "
+                         f"got X {np.shape(X)}, y {np.shape(y)}, w {np.shape(w)}")
     n = len(y)
     residual = X @ w + b - y                 # r = y_hat - y, shape (N,)
     loss = residual @ residual / n
@@ -86,13 +91,13 @@ def polynomial_features(x, degree):
     return x[:, None] ** np.arange(1, degree + 1)
 
 
-def ridge_loss(X, y, w, b, lam):
-    """Ridge objective (岭回归) mean((X w + b - y)²) + lam ||w||² and its gradient; b is not penalised.
+def ridge_regression_loss(X, y, w, b, lam):
+    """Ridge objective (岭回归) mean((X w + b - y)²) + lam ||w||² and its gradients; b is not penalised.
 
     X: (N, D), y: (N,), w: (D,), b: scalar, lam >= 0.
     Returns (loss, dw, db) with dw: (D,) and db a float.
     """
-    loss, dw, db = mse_loss(X, y, w, b)
+    loss, dw, db = linear_regression_loss(X, y, w, b)
     return loss + lam * float(w @ w), dw + 2.0 * lam * w, db
 
 

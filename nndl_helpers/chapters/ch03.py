@@ -13,6 +13,11 @@ def linear_forward(X, W, b):
              single score; b (C,) or a scalar.
     Returns: z (N, C), or (N,) when W is (D,); cache for ``linear_backward``.
     """
+    if np.ndim(X) != 2 or np.ndim(W) not in (1, 2) or np.shape(X)[1] != np.shape(W)[0]:
+        raise ValueError(f"linear_forward: X {np.shape(X)} and W {np.shape(W)} do not fit: "
+                         "expected X (N, D) and W (D, C) or (D,)")
+    if np.shape(b) not in ((), np.shape(W)[1:]):
+        raise ValueError(f"linear_forward: b has shape {np.shape(b)}, expected () or {np.shape(W)[1:]}")
     z = X @ W + b
     return z, (X, W, np.shape(b))
 
@@ -23,6 +28,8 @@ def linear_backward(dz, cache):
     Returns: dX (N, D) = dz W^T;  dW (like W) = X^T dz;  db (like b) = sum of dz over samples.
     """
     X, W, b_shape = cache
+    if np.shape(dz) != (len(X),) + W.shape[1:]:
+        raise ValueError(f"linear_backward: dz has shape {np.shape(dz)}, but z has shape {(len(X),) + W.shape[1:]}")
     dX = np.outer(dz, W) if W.ndim == 1 else dz @ W.T
     dW = X.T @ dz
     db = dz.sum(axis=0).reshape(b_shape)
@@ -53,15 +60,21 @@ def binary_cross_entropy_with_logits(z, y):
     Returns: loss  = mean over all entries of softplus(z) - y z   (float);
              dz    = (sigmoid(z) - y) / z.size, the gradient of that mean (shape of z).
     """
+    z, y = _scores_and_labels(z, y, "logits")
+    loss = np.mean(softplus(z) - y * z)
+    dz = (sigmoid(z) - y) / z.size
+    return float(loss), dz
+
+
+def _scores_and_labels(z, y, what="scores"):
+    """z as a float array and y as an array of z's shape and dtype; a ValueError naming both shapes otherwise."""
     z = np.asarray(z)
     if not np.issubdtype(z.dtype, np.floating):
         z = z.astype(np.float64)
     y = np.asarray(y, dtype=z.dtype)
     if y.shape != z.shape:
-        raise ValueError(f"labels y {y.shape} must have the shape of the logits z {z.shape}")
-    loss = np.mean(softplus(z) - y * z)
-    dz = (sigmoid(z) - y) / z.size
-    return float(loss), dz
+        raise ValueError(f"labels y {y.shape} must have the shape of the {what} z {z.shape}")
+    return z, y
 
 
 def softmax(z):
@@ -143,12 +156,7 @@ def hinge_loss(z, y):
 
 
 def _scores_and_signed_labels(z, y):
-    z = np.asarray(z)
-    if not np.issubdtype(z.dtype, np.floating):
-        z = z.astype(np.float64)
-    y = np.asarray(y, dtype=z.dtype)
-    if y.shape != z.shape:
-        raise ValueError(f"labels y {y.shape} must have the shape of the scores z {z.shape}")
+    z, y = _scores_and_labels(z, y)
     if not np.all(np.abs(y) == 1):
         raise ValueError("labels must be -1 or +1 (convert 0/1 labels with 2 * y - 1)")
     return z, y
@@ -194,12 +202,19 @@ def perceptron_fit(X, y, epochs=100, rng=None, max_steps=None):
 
 def accuracy(scores, y):
     """Share of correct predictions; scores (N, C) are turned into labels by argmax, (N,) used as labels."""
-    scores = np.asarray(scores)
+    scores, y = np.asarray(scores), np.asarray(y)
+    if scores.ndim not in (1, 2) or len(scores) != len(y) or y.ndim != 1:
+        raise ValueError(f"accuracy: expected scores (N, C) or labels (N,) and y (N,), "
+                         f"got {scores.shape} and {y.shape}")
     pred = scores.argmax(axis=1) if scores.ndim == 2 else scores
-    return float(np.mean(pred == np.asarray(y)))
+    return float(np.mean(pred == y))
 
 
 def confusion_matrix(y_true, y_pred, num_classes):
     """counts[i, j] = number of samples of true class i predicted as class j."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1:
+        raise ValueError(f"confusion_matrix: y_true {y_true.shape} and y_pred {y_pred.shape} must both be (N,)")
+    if len(y_true) and (min(y_true.min(), y_pred.min()) < 0 or max(y_true.max(), y_pred.max()) >= num_classes):
+        raise ValueError(f"confusion_matrix: labels must lie in [0, {num_classes})")
     return np.bincount(num_classes * y_true + y_pred, minlength=num_classes ** 2).reshape(num_classes, num_classes)

@@ -105,13 +105,18 @@ def seq_data_iter_sequential(corpus, batch_size, num_steps, rng):
         yield Xs[:, t:t + num_steps], Ys[:, t:t + num_steps]
 
 
-def _check_sequence_input(x, h0):
+def _check_sequence_input(x, h0, Wx, Wh, gates=1):
+    """ValueError unless x (N, T, D) with T >= 1, h0 (N, H), Wx (D, gates H) and Wh (H, gates H) fit together."""
     if np.ndim(x) != 3:
         raise ValueError(f"x must be (N, T, D), got shape {np.shape(x)}")
     if x.shape[1] == 0:
         raise ValueError("sequence length T is 0: a recurrent layer needs at least one time step")
     if np.ndim(h0) != 2 or h0.shape[0] != x.shape[0]:
         raise ValueError(f"h0 must be (N, H) with N = {x.shape[0]}, got shape {np.shape(h0)}")
+    D, H = x.shape[2], h0.shape[1]
+    if np.shape(Wx) != (D, gates * H) or np.shape(Wh) != (H, gates * H):
+        raise ValueError(f"with x of shape {x.shape} and h0 of shape {h0.shape}, Wx must be ({D}, {gates * H}) "
+                         f"and Wh ({H}, {gates * H}); got {np.shape(Wx)} and {np.shape(Wh)}")
 
 
 def rnn_step_forward(x, h_prev, Wx, Wh, b):
@@ -141,30 +146,30 @@ def rnn_forward(x, h0, Wx, Wh, b):
     Returns: h (N, T, H), the hidden state after every step, and a cache for rnn_backward.
     Raises ValueError when T == 0 or the shapes do not fit.
     """
-    _check_sequence_input(x, h0)
+    _check_sequence_input(x, h0, Wx, Wh)
     N, T, _ = x.shape
     h = np.empty((N, T, Wh.shape[0]), dtype=np.result_type(x, Wx))
-    caches, h_t = [], h0
+    steps, h_t = [], h0
     for t in range(T):
-        h_t, cache = rnn_step_forward(x[:, t], h_t, Wx, Wh, b)
+        h_t, step_cache = rnn_step_forward(x[:, t], h_t, Wx, Wh, b)
         h[:, t] = h_t
-        caches.append(cache)
-    return h, caches
+        steps.append(step_cache)
+    return h, (Wx, Wh, steps)
 
 
-def rnn_backward(dh, caches):
+def rnn_backward(dh, cache):
     """Backpropagation through time for rnn_forward.
 
-    Inputs:  dh (N, T, H), the gradient of the loss w.r.t. every hidden state; caches from rnn_forward.
+    Inputs:  dh (N, T, H), the gradient of the loss w.r.t. every hidden state; cache from rnn_forward.
     Returns: dx (N, T, D), dh0 (N, H), dWx (D, H), dWh (H, H), db (H,).
     """
-    x0, _, Wx, Wh, _ = caches[0]
+    Wx, Wh, steps = cache
     N, T, H = dh.shape
     dx = np.empty((N, T, Wx.shape[0]), dtype=dh.dtype)
     dWx, dWh, db = np.zeros_like(Wx), np.zeros_like(Wh), np.zeros(H, dtype=dh.dtype)
     dh_next = np.zeros((N, H), dtype=dh.dtype)
     for t in reversed(range(T)):
-        dx[:, t], dh_next, dWx_t, dWh_t, db_t = rnn_step_backward(dh[:, t] + dh_next, caches[t])
+        dx[:, t], dh_next, dWx_t, dWh_t, db_t = rnn_step_backward(dh[:, t] + dh_next, steps[t])
         dWx += dWx_t
         dWh += dWh_t
         db += db_t
@@ -190,12 +195,14 @@ def lstm_step_forward(x, h_prev, c_prev, Wx, Wh, b):
 
 
 def lstm_step_backward(dh, dc, cache):
-    """Backward of one LSTM step, given dh = dL/dh and dc = dL/dc (both (N, H)).
+    """Backward of one LSTM step, given dh = dL/dh and dc = dL/dc (both (N, H); dc None means zero).
 
     Returns: dx (N, D), dh_prev (N, H), dc_prev (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,).
     """
     x, h_prev, c_prev, Wx, Wh, i, f, g, o, tanh_c = cache
-    dc_total = dc + dh * o * (1 - tanh_c * tanh_c)
+    dc_total = dh * o * (1 - tanh_c * tanh_c)        # c reaches the loss through h = o tanh(c) ...
+    if dc is not None:
+        dc_total = dc + dc_total                      # ... and directly (from step t + 1, or the loss)
     da = np.concatenate([dc_total * g * i * (1 - i),          # input gate
                          dc_total * c_prev * f * (1 - f),     # forget gate
                          dc_total * i * (1 - g * g),          # candidate cell g
@@ -210,35 +217,37 @@ def lstm_forward(x, h0, c0, Wx, Wh, b):
     Returns: h (N, T, H) and c (N, T, H), the states after every step, and a cache for lstm_backward.
     Raises ValueError when T == 0 or the shapes do not fit.
     """
-    _check_sequence_input(x, h0)
+    _check_sequence_input(x, h0, Wx, Wh, gates=4)
+    if c0 is not None and np.shape(c0) != h0.shape:
+        raise ValueError(f"c0 must have the shape of h0 {h0.shape}, got {np.shape(c0)}")
     N, T, _ = x.shape
     H = Wh.shape[0]
     c_t = np.zeros_like(h0) if c0 is None else c0
     dtype = np.result_type(x, Wx)
     h, c = np.empty((N, T, H), dtype=dtype), np.empty((N, T, H), dtype=dtype)
-    caches, h_t = [], h0
+    steps, h_t = [], h0
     for t in range(T):
-        h_t, c_t, cache = lstm_step_forward(x[:, t], h_t, c_t, Wx, Wh, b)
+        h_t, c_t, step_cache = lstm_step_forward(x[:, t], h_t, c_t, Wx, Wh, b)
         h[:, t], c[:, t] = h_t, c_t
-        caches.append(cache)
-    return h, c, caches
+        steps.append(step_cache)
+    return h, c, (Wx, Wh, steps)
 
 
-def lstm_backward(dh, caches, dc=None):
+def lstm_backward(dh, dc, cache):
     """Backpropagation through time for lstm_forward.
 
-    Inputs:  dh (N, T, H) = dL/dh for every step; caches from lstm_forward;
-             dc (N, T, H) = dL/dc for every step, or None when the loss does not read the cell states.
+    Inputs:  dh (N, T, H) = dL/dh for every step; dc (N, T, H) = dL/dc for every step, or None when the
+             loss does not read the cell states; cache from lstm_forward.
     Returns: dx (N, T, D), dh0 (N, H), dc0 (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,).
     """
-    Wx, Wh = caches[0][3], caches[0][4]
+    Wx, Wh, steps = cache
     N, T, H = dh.shape
     dx = np.empty((N, T, Wx.shape[0]), dtype=dh.dtype)
     dWx, dWh, db = np.zeros_like(Wx), np.zeros_like(Wh), np.zeros(4 * H, dtype=dh.dtype)
     dh_next, dc_next = np.zeros((N, H), dtype=dh.dtype), np.zeros((N, H), dtype=dh.dtype)
     for t in reversed(range(T)):
         dc_t = dc_next if dc is None else dc_next + dc[:, t]
-        dx[:, t], dh_next, dc_next, dWx_t, dWh_t, db_t = lstm_step_backward(dh[:, t] + dh_next, dc_t, caches[t])
+        dx[:, t], dh_next, dc_next, dWx_t, dWh_t, db_t = lstm_step_backward(dh[:, t] + dh_next, dc_t, steps[t])
         dWx += dWx_t
         dWh += dWh_t
         db += db_t
@@ -277,31 +286,31 @@ def gru_step_backward(dh, cache):
 
 
 def gru_forward(x, h0, Wx, Wh, bx, bh):
-    """A GRU over a whole sequence: x (N, T, D), h0 (N, H) -> h (N, T, H), caches.
+    """A GRU over a whole sequence: x (N, T, D), h0 (N, H) -> h (N, T, H) and a cache for gru_backward.
 
     Raises ValueError when T == 0 or the shapes do not fit.
     """
-    _check_sequence_input(x, h0)
+    _check_sequence_input(x, h0, Wx, Wh, gates=3)
     N, T, _ = x.shape
     h = np.empty((N, T, Wh.shape[0]), dtype=np.result_type(x, Wx))
-    caches, h_t = [], h0
+    steps, h_t = [], h0
     for t in range(T):
-        h_t, cache = gru_step_forward(x[:, t], h_t, Wx, Wh, bx, bh)
+        h_t, step_cache = gru_step_forward(x[:, t], h_t, Wx, Wh, bx, bh)
         h[:, t] = h_t
-        caches.append(cache)
-    return h, caches
+        steps.append(step_cache)
+    return h, (Wx, Wh, steps)
 
 
-def gru_backward(dh, caches):
+def gru_backward(dh, cache):
     """BPTT for gru_forward: dh (N, T, H) -> dx (N, T, D), dh0 (N, H), dWx, dWh, dbx, dbh."""
-    Wx, Wh = caches[0][2], caches[0][3]
+    Wx, Wh, steps = cache
     N, T, H = dh.shape
     dx = np.empty((N, T, Wx.shape[0]), dtype=dh.dtype)
     dWx, dWh = np.zeros_like(Wx), np.zeros_like(Wh)
     dbx, dbh = np.zeros(3 * H, dtype=dh.dtype), np.zeros(3 * H, dtype=dh.dtype)
     dh_next = np.zeros((N, H), dtype=dh.dtype)
     for t in reversed(range(T)):
-        dx[:, t], dh_next, dWx_t, dWh_t, dbx_t, dbh_t = gru_step_backward(dh[:, t] + dh_next, caches[t])
+        dx[:, t], dh_next, dWx_t, dWh_t, dbx_t, dbh_t = gru_step_backward(dh[:, t] + dh_next, steps[t])
         dWx += dWx_t
         dWh += dWh_t
         dbx += dbx_t

@@ -54,6 +54,11 @@ class Optimizer:
         return f"{type(self).__name__}({', '.join(f'{k}={v}' for k, v in hyper.items())})"
 
 
+def _check_beta(name, value):
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
+
+
 class SGD(Optimizer):
     """SGD, with optional (heavy-ball or Nesterov) momentum, exactly as torch.optim.SGD:
 
@@ -185,11 +190,6 @@ class AdamW(Adam):
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
         super().__init__(lr, betas, eps, weight_decay)
-
-
-def _check_beta(name, value):
-    if not 0 <= value < 1:
-        raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
 
 
 #: name -> class; ``make_optimizer`` and the sliders pick optimizers from here.

@@ -45,16 +45,22 @@ def he_normal_init(fan_in, fan_out, rng, gain=math.sqrt(2.0), shape=None):
     return gain / math.sqrt(fan_in) * rng.standard_normal(_shape(fan_in, fan_out, shape))
 
 
-def orthogonal_init(fan_in, fan_out, rng, gain=1.0):
+def orthogonal_init(fan_in, fan_out, rng, gain=1.0, shape=None):
     """Saxe et al. (2014): orthonormal columns (or rows, whichever are fewer), scaled by gain.
 
     QR of a Gaussian matrix, with the signs of R's diagonal moved into Q so that Q is uniformly
-    distributed over the orthogonal matrices.
+    distributed over the orthogonal matrices. A convolution's ``shape`` (C_out, C_in, k_h, k_w), with
+    fan_in = C_in k_h k_w and fan_out = C_out, gets the transposed matrix reshaped: one row per output
+    channel, the rows (or, when C_out > fan_in, the columns) orthonormal, as in torch.nn.init.orthogonal_.
     """
+    if shape is not None and (shape[0] != fan_out or math.prod(shape) != fan_in * fan_out):
+        raise ValueError(f"orthogonal_init: shape {tuple(shape)} is not (fan_out={fan_out}, ...) "
+                         f"with fan_in * fan_out = {fan_in * fan_out} entries")
     a = rng.standard_normal((max(fan_in, fan_out), min(fan_in, fan_out)))
     q, r = np.linalg.qr(a)
     q *= np.sign(np.diag(r))
-    return gain * (q if fan_in >= fan_out else q.T)
+    W = gain * (q if fan_in >= fan_out else q.T)
+    return W if shape is None else W.T.reshape(shape)
 
 
 #: name -> init function (fan_in, fan_out, rng, **kw) -> W of shape (fan_in, fan_out), or of ``shape=``
@@ -64,7 +70,8 @@ INITIALIZERS = {"zeros": zeros_init, "constant": constant_init, "normal": normal
 
 
 def init_weight(name, fan_in, fan_out, rng, **kw):
-    """A (fan_in, fan_out) weight matrix from the initializer ``name`` (a key of INITIALIZERS)."""
+    """A (fan_in, fan_out) weight matrix from the initializer ``name`` (a key of INITIALIZERS); pass
+    ``shape=`` for another shape of the same fans (a convolution's kernel)."""
     if name not in INITIALIZERS:
         raise ValueError(f"unknown initializer {name!r}; choose one of {sorted(INITIALIZERS)}")
     if fan_in < 1 or fan_out < 1:

@@ -27,8 +27,7 @@ class TransformerBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(approximate="tanh"),
                                  nn.Linear(hidden, d_model), nn.Dropout(dropout))
         self.resid_drop = nn.Dropout(dropout)
-        self.keep_attention = False          # True: compute the weights explicitly and store them
-        self.attention = None                # (N, h, T, T) after a forward with keep_attention
+        self.keep_attention, self.attention = False, None   # True: keep the weights (N, h, T, T) in .attention
 
     def forward(self, x, mask=None, causal=False):
         """x (N, T, D); mask boolean broadcastable to (N, h, T, T), True = may attend; or causal=True."""
@@ -56,12 +55,11 @@ class TransformerBlock(nn.Module):
     def load_numpy(self, params):
         """Copy a NumPy parameter dict (BLOCK_PARAMS, from init_transformer_block) into this module."""
         t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=self.qkv.weight.dtype)
-        self.ln1.weight.copy_(t(params["ln1_gamma"]))
-        self.ln1.bias.copy_(t(params["ln1_beta"]))
+        for ln, i in ((self.ln1, 1), (self.ln2, 2)):
+            ln.weight.copy_(t(params[f"ln{i}_gamma"]))
+            ln.bias.copy_(t(params[f"ln{i}_beta"]))
         self.qkv.weight.copy_(t(np.concatenate([params["Wq"], params["Wk"], params["Wv"]], axis=1).T))
         self.proj.weight.copy_(t(params["Wo"].T))
-        self.ln2.weight.copy_(t(params["ln2_gamma"]))
-        self.ln2.bias.copy_(t(params["ln2_beta"]))
         self.mlp[0].weight.copy_(t(params["W1"].T))
         self.mlp[0].bias.copy_(t(params["b1"]))
         self.mlp[2].weight.copy_(t(params["W2"].T))

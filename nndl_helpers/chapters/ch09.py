@@ -5,8 +5,6 @@ Do not edit by hand: change the notebook and export again (a test checks they ag
 """
 import numpy as np
 
-from nndl_helpers.chapters.ch04 import ACTIVATIONS, affine_backward, affine_forward, mse_loss
-
 
 def check_data_matrix(X, name="X", min_rows=1):
     """X as a finite float array of shape (N, D), one sample per row; a clear ValueError otherwise."""
@@ -23,6 +21,14 @@ def check_data_matrix(X, name="X", min_rows=1):
     return X
 
 
+def reconstruction_mse(X_hat, X):
+    """Mean squared error per pixel (per feature), the figure we compare all models by."""
+    X_hat, X = np.asarray(X_hat, dtype=np.float64), np.asarray(X, dtype=np.float64)
+    if X_hat.shape != X.shape:
+        raise ValueError(f"reconstruction has shape {X_hat.shape}, data has shape {X.shape}")
+    return float(np.mean((X_hat - X) ** 2))
+
+
 class PCA:
     """Principal component analysis (主成分分析) from scratch.
 
@@ -31,12 +37,10 @@ class PCA:
             singular value decomposition Xc = U S V^T, which never forms Sigma (eigenvalues S^2 / N).
     Keeps all min(N, D) components, sorted by decreasing variance; transform / inverse_transform
     take the number k of components to use, so changing k costs nothing.
-
     mean (D,), components (K, D) orthonormal rows w_1, ..., w_K (each with its largest entry made
     positive, so that both methods return the same signs), variances (K,) = the eigenvalues lambda_k,
     explained_variance_ratio (K,) = lambda_k / sum of all eigenvalues.
     """
-
     METHODS = ("eigh", "svd")
 
     def __init__(self, method="eigh"):
@@ -65,16 +69,13 @@ class PCA:
         return self
 
     def _check_k(self, k):
-        if k is None:
-            return len(self.components)
-        if not 1 <= int(k) <= len(self.components):
+        if k is not None and not 1 <= int(k) <= len(self.components):
             raise ValueError(f"k must lie in [1, {len(self.components)}], got {k}")
-        return int(k)
+        return len(self.components) if k is None else int(k)
 
     def transform(self, X, k=None):
         """Codes Z (N, k) = (X - mean) W_k^T: the coordinates along the first k components."""
-        k = self._check_k(k)
-        X = check_data_matrix(X)
+        k, X = self._check_k(k), check_data_matrix(X)
         if X.shape[1] != len(self.mean):
             raise ValueError(f"PCA was fitted on {len(self.mean)} features, X has shape {X.shape}")
         return (X - self.mean) @ self.components[:k].T
@@ -82,19 +83,10 @@ class PCA:
     def inverse_transform(self, Z):
         """Reconstructions (N, D) = Z W_k + mean from codes Z (N, k)."""
         Z = check_data_matrix(Z, "Z")
-        k = self._check_k(Z.shape[1])
-        return Z @ self.components[:k] + self.mean
+        return Z @ self.components[:self._check_k(Z.shape[1])] + self.mean
 
     def reconstruct(self, X, k):
         return self.inverse_transform(self.transform(X, k))
-
-
-def reconstruction_mse(X_hat, X):
-    """Mean squared error per pixel (per feature), the figure we compare all models by."""
-    X_hat, X = np.asarray(X_hat, dtype=np.float64), np.asarray(X, dtype=np.float64)
-    if X_hat.shape != X.shape:
-        raise ValueError(f"reconstruction has shape {X_hat.shape}, data has shape {X.shape}")
-    return float(np.mean((X_hat - X) ** 2))
 
 
 def squared_distances(X, C):
@@ -142,7 +134,58 @@ def kmeans(X, k, *, max_iters=100, rng=None):
     return centers, labels, inertia
 
 
-from nndl_helpers.chapters.ch07a import Adam as AdamOptimizer
+from nndl_helpers.chapters.ch04a import ACTIVATIONS, affine_backward, affine_forward, half_mse_loss, init_mlp_params
+
+
+def affine_stack_forward(x, params, *, activations, first=1):
+    """Layers l = first, first + 1, ... of [affine -> activation], each with its own activation:
+
+        a_l = act_l(a_{l-1} W_l + b_l),  a_{first-1} = x,  act_l = activations[l - first] (a key of ACTIVATIONS)
+
+    with W_l, b_l = params[f"W{l}"], params[f"b{l}"]. Returns the last a_l and the cache for affine_stack_backward.
+    """
+    a, caches = x, []
+    for l, name in enumerate(activations, start=first):
+        z, affine_cache = affine_forward(a, params[f"W{l}"], params[f"b{l}"])
+        a, act_cache = ACTIVATIONS[name][0](z)
+        caches.append((l, name, affine_cache, act_cache))
+    return a, caches
+
+
+def affine_stack_backward(dout, cache):
+    """Gradients of affine_stack_forward for dout = dL/d(last a_l): W_l and b_l of its layers (keys as in
+    params), and grads["x"] = dL/dx for a caller that backpropagates further."""
+    grads = {}
+    for l, name, affine_cache, act_cache in reversed(cache):
+        dz = ACTIVATIONS[name][1](dout, act_cache)
+        dout, grads[f"W{l}"], grads[f"b{l}"] = affine_backward(dz, affine_cache)
+    grads["x"] = dout
+    return grads
+
+
+def autoencoder_layers(input_dim, code_size, hidden=(), activation="relu", code_activation="identity", *,
+                       seed=0, dtype=np.float64):
+    """The layers of an autoencoder x -> z -> x_hat: (sizes, activations, params).
+
+    sizes        [D, *hidden, K, *reversed(hidden), D]; hidden=() is NNDL's two-layer autoencoder.
+    activations  one per layer: `activation` in the hidden layers, code_activation on the code z,
+                 sigmoid on the output (x_hat in [0, 1], like the pixels).
+    params       W1, b1, ..., WL, bL: chapter 4's rule (He before ReLU-type activations, Xavier otherwise)
+                 with chapter 7's initializers; biases 0.
+    """
+    hidden = tuple(int(h) for h in hidden)
+    if int(input_dim) < 1 or int(code_size) < 1 or any(h < 1 for h in hidden):
+        raise ValueError(f"sizes must be >= 1, got input_dim={input_dim}, code_size={code_size}, hidden={hidden}")
+    for name in (activation, code_activation):
+        if name not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
+    sizes = [int(input_dim), *hidden, int(code_size), *reversed(hidden), int(input_dim)]
+    activations = [activation] * len(hidden) + [code_activation] + [activation] * len(hidden) + ["sigmoid"]
+    init_rng, params = np.random.default_rng(seed), {}
+    for l, (m_in, m_out, name) in enumerate(zip(sizes[:-1], sizes[1:], activations), start=1):
+        layer = init_mlp_params([m_in, m_out], init_rng, weight_init="auto", activation=name, dtype=dtype)
+        params[f"W{l}"], params[f"b{l}"] = layer["W1"], layer["b1"]
+    return sizes, activations, params
 
 
 def kl_sparsity_penalty(a, rho):
@@ -179,120 +222,107 @@ def masking_noise(x, p, rng):
 
 
 class Autoencoder:
-    """An autoencoder (自编码器) made of chapter-4 blocks.
+    """An autoencoder (自编码器) x -> z -> x_hat, layers as in autoencoder_layers (same arguments).
 
-    encoder  x (N, D) -> [affine -> activation] for each width in `hidden` -> affine -> code_activation -> z (N, K)
-    decoder  z (N, K) -> [affine -> activation] for each width in reversed(hidden) -> affine -> sigmoid -> x_hat (N, D)
-
-    hidden=() is NNDL's two-layer autoencoder x -> z -> x_hat. The output sigmoid keeps the
-    reconstructions in [0, 1] like the pixels. The loss, averaged over the N rows of a batch, is
-
-        1/(2N) sum_n ||x_hat_n - x_n||^2  +  sparsity_weight * sum_j KL(rho || rho_hat_j)  +  (l2/2) sum_l ||W_l||^2
-
-    where the KL term (a sparse autoencoder) needs code_activation="sigmoid" and rho = sparsity_target.
-    params  "W1", "b1", ..., "WL", "bL", W_l of shape (M_{l-1}, M_l); He initialisation before ReLU-type
-            activations, Xavier otherwise; biases 0. An optimizer updates these arrays in place.
+    loss    1/(2N) sum_n ||x_hat_n - x_n||^2 over a batch, x_hat computed from X_input: X itself, or a
+            corrupted copy of X for a denoising autoencoder (降噪自编码器).
+    params  "W1", "b1", ..., "WL", "bL"; an optimizer updates these arrays in place.
     """
 
     def __init__(self, input_dim, code_size, hidden=(), activation="relu", code_activation="identity",
-                 sparsity_weight=0.0, sparsity_target=0.05, l2=0.0, seed=0, dtype=np.float64):
-        hidden = tuple(int(h) for h in hidden)
-        if int(input_dim) < 1 or int(code_size) < 1 or any(h < 1 for h in hidden):
-            raise ValueError(f"sizes must be >= 1, got input_dim={input_dim}, code_size={code_size}, hidden={hidden}")
-        for name in (activation, code_activation):
-            if name not in ACTIVATIONS:
-                raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
-        if sparsity_weight < 0:
-            raise ValueError(f"sparsity_weight must be >= 0, got {sparsity_weight}")
-        if sparsity_weight and code_activation != "sigmoid":
-            raise ValueError("the KL sparsity penalty needs activations in (0, 1): use code_activation='sigmoid'")
-        if sparsity_weight and not 0 < sparsity_target < 1:
-            raise ValueError(f"sparsity_target must lie in (0, 1), got {sparsity_target}")
-        self.sizes = [int(input_dim), *hidden, int(code_size), *reversed(hidden), int(input_dim)]
-        self.code_layer = len(hidden) + 1
-        self.activations = [activation] * len(hidden) + [code_activation] + [activation] * len(hidden) + ["sigmoid"]
-        self.sparsity_weight, self.sparsity_target = float(sparsity_weight), float(sparsity_target)
-        self.l2, self.dtype = float(l2), np.dtype(dtype)
-        init_rng = np.random.default_rng(seed)
-        self.params = {}
-        for l, (m_in, m_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:]), start=1):
-            he = self.activations[l - 1] in ("relu", "leaky_relu", "elu", "softplus", "silu", "gelu")
-            std = np.sqrt(2.0 / m_in) if he else np.sqrt(2.0 / (m_in + m_out))
-            self.params[f"W{l}"] = (std * init_rng.standard_normal((m_in, m_out))).astype(self.dtype)
-            self.params[f"b{l}"] = np.zeros(m_out, dtype=self.dtype)
-
-    @property
-    def code_size(self):
-        return self.sizes[self.code_layer]
-
-    @property
-    def num_params(self):
-        return sum(p.size for p in self.params.values())
+                 seed=0, dtype=np.float64):
+        self.sizes, self.activations, params = autoencoder_layers(
+            input_dim, code_size, hidden, activation, code_activation, seed=seed, dtype=dtype)
+        self.params = params                                                   # W1, b1, ..., WL, bL
+        self.code_layer, self.dtype = len(self.sizes) // 2, np.dtype(dtype)     # layer code_layer outputs z
+        self.code_size, self.num_params = self.sizes[self.code_layer], sum(p.size for p in params.values())
 
     def __repr__(self):
-        kind = "sparse " if self.sparsity_weight else ""
-        return f"{kind}Autoencoder({'-'.join(map(str, self.sizes))}, code: {self.activations[self.code_layer - 1]})"
+        return f"{type(self).__name__}({'-'.join(map(str, self.sizes))}, code: {self.activations[self.code_layer - 1]})"
 
-    def _check_input(self, X):
+    def _check(self, X, X_input=None):         # X and X_input (default X) as arrays (N, D), or a ValueError
         X = np.asarray(X, dtype=self.dtype)
-        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
-            raise ValueError(f"{self!r} expects X of shape (N, {self.sizes[0]}), got {X.shape}")
-        return X
+        X_input = X if X_input is None else np.asarray(X_input, dtype=self.dtype)
+        for name, A in (("X", X), ("X_input", X_input)):
+            if A.ndim != 2 or A.shape != (len(X), self.sizes[0]):
+                raise ValueError(f"{self!r} expects {name} of shape (N, {self.sizes[0]}) like X, got {A.shape}")
+        return X, X_input
 
-    def _forward(self, X, first=1, last=None):
-        """Run layers first..last on X; returns the output and the caches of those layers."""
-        last = len(self.sizes) - 1 if last is None else last
-        a, caches = X, []
-        for l in range(first, last + 1):
-            z, affine_cache = affine_forward(a, self.params[f"W{l}"], self.params[f"b{l}"])
-            a, act_cache = ACTIVATIONS[self.activations[l - 1]][0](z)
-            caches.append((affine_cache, act_cache))
-        return a, caches
+    def forward(self, X):
+        """X (N, D) -> x_hat (N, D), the code z (N, K) and the cache for backward."""
+        k = self.code_layer
+        z, encoder_cache = affine_stack_forward(self._check(X)[0], self.params, activations=self.activations[:k])
+        x_hat, decoder_cache = affine_stack_forward(z, self.params, activations=self.activations[k:], first=k + 1)
+        return x_hat, z, (encoder_cache, decoder_cache)
 
-    def encode(self, X):
-        """Codes z (N, K)."""
-        return self._forward(self._check_input(X), last=self.code_layer)[0]
-
-    def decode(self, Z):
-        """Reconstructions x_hat (N, D) from codes Z (N, K)."""
-        Z = np.asarray(Z, dtype=self.dtype)
-        if Z.ndim != 2 or Z.shape[1] != self.code_size:
-            raise ValueError(f"{self!r} expects codes of shape (N, {self.code_size}), got {Z.shape}")
-        return self._forward(Z, first=self.code_layer + 1)[0]
-
-    def reconstruct(self, X):
-        return self._forward(self._check_input(X))[0]
+    def backward(self, dx_hat, dz, cache):
+        """Gradients keyed like params from the upstream gradients of x_hat and of the code z (None: zero)."""
+        encoder_cache, decoder_cache = cache
+        grads = affine_stack_backward(dx_hat, decoder_cache)
+        dz = grads.pop("x") if dz is None else grads.pop("x") + dz    # z feeds the decoder and a penalty
+        grads |= affine_stack_backward(dz, encoder_cache)
+        del grads["x"]
+        return grads
 
     def loss(self, X, X_input=None):
-        """Loss and gradients for a batch. X (N, D) is the target; X_input, what the encoder sees
-        (a corrupted copy of X for a denoising autoencoder), defaults to X.
+        """(loss, grads) for a batch: X (N, D) is the target, X_input what the encoder sees (default X)."""
+        X, X_input = self._check(X, X_input)
+        x_hat, _, cache = self.forward(X_input)
+        loss, dx_hat = half_mse_loss(x_hat, X)
+        return loss, self.backward(dx_hat, None, cache)
 
-        Returns (loss, grads), grads a dict keyed like params; the loss's parts are kept in
-        self.last_terms ("reconstruction", "sparsity", "rho_hat").
-        """
-        X = self._check_input(X)
-        X_input = X if X_input is None else self._check_input(X_input)
-        if X_input.shape != X.shape:
-            raise ValueError(f"X_input has shape {X_input.shape} but X has shape {X.shape}")
-        x_hat, caches = self._forward(X_input)
-        loss, da = mse_loss(x_hat, X)
-        self.last_terms = {"reconstruction": loss, "sparsity": 0.0}
-        grads = {}
-        for l in range(len(caches), 0, -1):
-            affine_cache, act_cache = caches[l - 1]
-            if l == self.code_layer and self.sparsity_weight:
-                code = act_cache  # the sigmoid's cache is its output a = z
-                penalty, dcode = kl_sparsity_penalty(code, self.sparsity_target)
-                da = da + self.sparsity_weight * dcode
-                loss += self.sparsity_weight * penalty
-                self.last_terms.update(sparsity=penalty, rho_hat=code.mean(axis=0))
-            dz = ACTIVATIONS[self.activations[l - 1]][1](da, act_cache)
-            da, grads[f"W{l}"], grads[f"b{l}"] = affine_backward(dz, affine_cache)
-            if self.l2:
-                W = self.params[f"W{l}"]
-                grads[f"W{l}"] = grads[f"W{l}"] + self.l2 * W
+    def encode(self, X):
+        """The codes z (N, K) of X (N, D)."""
+        return affine_stack_forward(self._check(X)[0], self.params, activations=self.activations[:self.code_layer])[0]
+
+    def __call__(self, X):
+        """The reconstructions x_hat (N, D) of X (N, D)."""
+        return self.forward(X)[0]
+
+    reconstruct = __call__
+
+
+class SparseAutoencoder(Autoencoder):
+    """A sparse autoencoder (稀疏自编码器): sigmoid code units and NNDL's penalised loss
+
+        1/(2N) sum_n ||x_hat_n - x_n||^2  +  sparsity_weight * sum_j KL(rho || rho_hat_j)  +  (l2/2) sum_l ||W_l||^2
+
+    with rho = sparsity_target. The KL term is a layer of its own on the code z (kl_sparsity_penalty): its
+    gradient joins, at z, the gradient that comes back from the decoder. Biases carry no L2 penalty.
+    """
+
+    def __init__(self, input_dim, code_size, hidden=(), activation="relu", sparsity_weight=1.0,
+                 sparsity_target=0.05, l2=0.0, seed=0, dtype=np.float64):
+        if sparsity_weight < 0 or l2 < 0 or not 0 < sparsity_target < 1:
+            raise ValueError(f"need sparsity_weight >= 0, l2 >= 0 and a sparsity_target in (0, 1), got "
+                             f"{sparsity_weight}, {l2}, {sparsity_target}")
+        super().__init__(input_dim, code_size, hidden, activation, "sigmoid", seed=seed, dtype=dtype)
+        self.sparsity_weight, self.sparsity_target, self.l2 = float(sparsity_weight), float(sparsity_target), float(l2)
+
+    def loss_terms(self, X, X_input=None):
+        """The loss's three terms for a batch, {"reconstruction", "sparsity", "l2"} (no gradients)."""
+        X, X_input = self._check(X, X_input)
+        x_hat, z, _ = self.forward(X_input)
+        return {"reconstruction": half_mse_loss(x_hat, X)[0],
+                "sparsity": self.sparsity_weight * kl_sparsity_penalty(z, self.sparsity_target)[0],
+                "l2": 0.5 * self.l2 * sum(float(np.sum(W * W)) for k, W in self.params.items() if k[0] == "W")}
+
+    def loss(self, X, X_input=None):
+        """(loss, grads) for a batch, as Autoencoder.loss, with the KL and L2 terms added."""
+        X, X_input = self._check(X, X_input)
+        x_hat, z, cache = self.forward(X_input)
+        loss, dx_hat = half_mse_loss(x_hat, X)
+        penalty, dz = kl_sparsity_penalty(z, self.sparsity_target)
+        grads = self.backward(dx_hat, self.sparsity_weight * dz, cache)
+        loss += self.sparsity_weight * penalty
+        for k, W in self.params.items():
+            if k[0] == "W" and self.l2:
+                grads[k] = grads[k] + self.l2 * W
                 loss += 0.5 * self.l2 * float(np.sum(W * W))
         return float(loss), grads
+
+
+from nndl_helpers.chapters.ch07a import Adam
 
 
 def fit_autoencoder(model, X, *, epochs, batch_size=128, lr=1e-3, noise=0.0, seed=0, on_epoch=None):
@@ -302,9 +332,9 @@ def fit_autoencoder(model, X, *, epochs, batch_size=128, lr=1e-3, noise=0.0, see
     (fresh noise each time) and must reconstruct the clean x. on_epoch(epoch, mean loss) is called
     after every epoch (progress bars, live curves). Returns the mean training loss of every epoch.
     """
-    X = model._check_input(X)
+    X = np.asarray(X, dtype=model.dtype)          # model.loss checks the shape
     rng = np.random.default_rng(seed)
-    optimizer = AdamOptimizer(lr=lr)
+    optimizer = Adam(lr=lr)
     history = []
     for epoch in range(1, epochs + 1):
         order = rng.permutation(len(X))

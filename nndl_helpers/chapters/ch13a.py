@@ -6,7 +6,8 @@ Do not edit by hand: change the notebook and export again (a test checks they ag
 import numpy as np
 
 from nndl_helpers.chapters.ch03 import binary_cross_entropy_with_logits, sigmoid
-from nndl_helpers.chapters.ch04 import ACTIVATIONS, affine_backward, affine_forward
+from nndl_helpers.chapters.ch04a import ACTIVATIONS, init_mlp_params
+from nndl_helpers.chapters.ch09 import affine_stack_backward, affine_stack_forward
 
 
 def reparameterize_forward(mu, logvar, eps):
@@ -54,86 +55,71 @@ def bernoulli_nll(logits, x):
 
 
 class NumpyVAE:
-    """A VAE made of chapter-4 blocks: two MLPs and the reparameterization trick between them.
+    """A VAE: two chapter-9 affine stacks with the reparameterization trick between them.
 
     encoder (inference network)   x (N, D) -> affine -> activation -> affine -> [mu | logvar] (N, 2K)
     decoder (generative network)  z (N, K) -> affine -> activation -> affine -> logits (N, D)
-
-    params  "W1", "b1", "W2", "b2" (encoder), "W3", "b3", "W4", "b4" (decoder), He-initialised;
-            an optimizer updates these arrays in place.
+    params  W1, b1, W2, b2 (encoder), W3, b3, W4, b4 (decoder), chapter 7's He initialisation.
     """
 
     def __init__(self, input_dim, hidden=128, latent_dim=2, activation="relu", seed=0, dtype=np.float64):
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
         self.input_dim, self.hidden, self.latent_dim = int(input_dim), int(hidden), int(latent_dim)
-        self.activation, self.dtype = activation, np.dtype(dtype)
-        init_rng = np.random.default_rng(seed)
-        shapes = {"1": (input_dim, hidden), "2": (hidden, 2 * latent_dim),
-                  "3": (latent_dim, hidden), "4": (hidden, input_dim)}
-        self.params = {}
-        for l, (m_in, m_out) in shapes.items():
-            self.params[f"W{l}"] = (np.sqrt(2.0 / m_in) * init_rng.standard_normal((m_in, m_out))).astype(self.dtype)
-            self.params[f"b{l}"] = np.zeros(m_out, dtype=self.dtype)
+        self.activation, self.dtype, self.layers = activation, np.dtype(dtype), [activation, "identity"]
+        init_rng = np.random.default_rng(seed)        # one generator: encoder first, then decoder
+        encoder = init_mlp_params([input_dim, hidden, 2 * latent_dim], init_rng, weight_init="he", dtype=dtype)
+        decoder = init_mlp_params([latent_dim, hidden, input_dim], init_rng, weight_init="he", dtype=dtype)
+        self.params = encoder | {f"{k[0]}{int(k[1:]) + 2}": p for k, p in decoder.items()}   # W1, b1 -> W3, b3, ...
 
-    def _mlp_forward(self, x, first):
-        """affine -> activation -> affine with layers `first` and `first + 1`."""
-        act_forward = ACTIVATIONS[self.activation][0]
-        p = self.params
-        h_pre, cache_1 = affine_forward(x, p[f"W{first}"], p[f"b{first}"])
-        h, cache_act = act_forward(h_pre)
-        out, cache_2 = affine_forward(h, p[f"W{first + 1}"], p[f"b{first + 1}"])
-        return out, (cache_1, cache_act, cache_2)
-
-    def _mlp_backward(self, dout, cache, first, grads):
-        cache_1, cache_act, cache_2 = cache
-        dh, grads[f"W{first + 1}"], grads[f"b{first + 1}"] = affine_backward(dout, cache_2)
-        dh_pre = ACTIVATIONS[self.activation][1](dh, cache_act)
-        dx, grads[f"W{first}"], grads[f"b{first}"] = affine_backward(dh_pre, cache_1)
-        return dx
-
-    def encode(self, X):
-        """X (N, D) -> mu, logvar, each (N, K): the parameters of q(z | x)."""
+    def forward(self, X, eps):
+        """X (N, D) and a draw eps (N, K) of N(0, I) -> logits (N, D), mu and logvar (N, K), and the cache."""
         X = np.asarray(X, dtype=self.dtype)
         if X.ndim != 2 or X.shape[1] != self.input_dim:
             raise ValueError(f"NumpyVAE expects X of shape (N, {self.input_dim}), got {X.shape}")
-        stats = self._mlp_forward(X, 1)[0]
-        return stats[:, :self.latent_dim], stats[:, self.latent_dim:]
+        stats, encoder_cache = affine_stack_forward(X, self.params, activations=self.layers)
+        mu, logvar = np.split(stats, 2, axis=1)
+        z, reparameterize_cache = reparameterize_forward(mu, logvar, eps)     # z = mu + sigma * eps
+        logits, decoder_cache = affine_stack_forward(z, self.params, activations=self.layers, first=3)
+        return logits, mu, logvar, (encoder_cache, reparameterize_cache, decoder_cache)
 
-    def decode(self, z):
-        """z (N, K) -> Bernoulli logits (N, D)."""
-        return self._mlp_forward(np.asarray(z, dtype=self.dtype), 3)[0]
+    def backward(self, dlogits, dmu, dlogvar, cache):
+        """grads keyed like params from the gradients of the three outputs (dmu, dlogvar: of the KL term)."""
+        encoder_cache, reparameterize_cache, decoder_cache = cache
+        grads = affine_stack_backward(dlogits, decoder_cache)
+        dmu_z, dlogvar_z = reparameterize_backward(grads.pop("x"), reparameterize_cache)
+        dstats = np.concatenate([dmu_z + dmu, dlogvar_z + dlogvar], axis=1)    # both paths reach mu, logvar
+        grads |= affine_stack_backward(dstats, encoder_cache)
+        del grads["x"]
+        return grads
+
+    def __call__(self, X, eps=None):       # the logits alone; eps=None: z = mu, the mean code
+        return self.forward(X, np.zeros((len(X), self.latent_dim), self.dtype) if eps is None else eps)[0]
+
+    def encode(self, X):                   # X (N, D) -> mu, logvar (N, K), the parameters of q(z | x)
+        return self.forward(X, np.zeros((len(X), self.latent_dim), self.dtype))[1:3]
+
+    def decode(self, z):                   # z (N, K) -> Bernoulli logits (N, D)
+        return affine_stack_forward(np.asarray(z, dtype=self.dtype), self.params, activations=self.layers, first=3)[0]
+
+    def loss_terms(self, X, eps):
+        """The negative ELBO's two terms for one draw eps, nats per image: {"reconstruction", "kl"}."""
+        logits, mu, logvar, _ = self.forward(X, eps)
+        return {"reconstruction": bernoulli_nll(logits, np.asarray(X, self.dtype))[0], "kl": gaussian_kl(mu, logvar)[0]}
 
     def loss(self, X, eps):
-        """Negative ELBO (nats per image) for one draw eps (N, K) of N(0, I) per row, and its gradients.
+        """Negative ELBO (nats per image) for one draw eps (N, K) of N(0, I) per row, and grads keyed like params."""
+        logits, mu, logvar, cache = self.forward(X, eps)
+        reconstruction, dlogits = bernoulli_nll(logits, np.asarray(X, self.dtype))
+        kl, dmu, dlogvar = gaussian_kl(mu, logvar)
+        return reconstruction + kl, self.backward(dlogits, dmu, dlogvar, cache)
 
-        Returns (loss, grads, parts) with grads a dict keyed like params and
-        parts = {"reconstruction": ..., "kl": ...}, the two terms of the loss.
-        """
-        X = np.asarray(X, dtype=self.dtype)
-        if X.ndim != 2 or X.shape[1] != self.input_dim:
-            raise ValueError(f"NumpyVAE expects X of shape (N, {self.input_dim}), got {X.shape}")
-        k = self.latent_dim
-        stats, enc_cache = self._mlp_forward(X, 1)                       # encoder
-        mu, logvar = stats[:, :k], stats[:, k:]
-        z, rep_cache = reparameterize_forward(mu, logvar, eps)           # z = mu + sigma * eps
-        logits, dec_cache = self._mlp_forward(z, 3)                      # decoder
-        reconstruction, dlogits = bernoulli_nll(logits, X)
-        kl, dmu_kl, dlogvar_kl = gaussian_kl(mu, logvar)
 
-        grads = {}
-        dz = self._mlp_backward(dlogits, dec_cache, 3, grads)
-        dmu, dlogvar = reparameterize_backward(dz, rep_cache)
-        dstats = np.concatenate([dmu + dmu_kl, dlogvar + dlogvar_kl], axis=1)  # both terms reach mu, logvar
-        self._mlp_backward(dstats, enc_cache, 1, grads)
-        return reconstruction + kl, grads, {"reconstruction": reconstruction, "kl": kl}
-
-    def negative_elbo(self, X, rng, batch_size=500):
-        """Mean negative ELBO over all rows of X with one z per row drawn from `rng` (no gradients)."""
-        total = 0.0
-        for start in range(0, len(X), batch_size):
-            x = np.asarray(X[start:start + batch_size], dtype=self.dtype)
-            mu, logvar = self.encode(x)
-            z = reparameterize_forward(mu, logvar, rng.standard_normal(mu.shape).astype(self.dtype))[0]
-            total += (bernoulli_nll(self.decode(z), x)[0] + gaussian_kl(mu, logvar)[0]) * len(x)
-        return total / len(X)
+def negative_elbo(model, X, rng, batch_size=500):
+    """Mean negative ELBO of a NumpyVAE over all rows of X, one z per row drawn from `rng` (no gradients)."""
+    total = 0.0
+    for start in range(0, len(X), batch_size):
+        x = X[start:start + batch_size]
+        eps = rng.standard_normal((len(x), model.latent_dim)).astype(model.dtype)
+        total += sum(model.loss_terms(x, eps).values()) * len(x)
+    return total / len(X)

@@ -9,14 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nndl_helpers.chapters.ch05a import check_images
+
 IMAGE_SHAPE = (1, 28, 28)   # what the PyTorch VAE reads and writes: one channel of 28 x 28 pixels
-
-
-def _check_images(x, name):
-    """Raise a ValueError unless x is a batch of images of shape (N, 1, 28, 28)."""
-    if x.ndim != 4 or tuple(x.shape[1:]) != IMAGE_SHAPE:
-        raise ValueError(f"{name}: expected images of shape (N, 1, 28, 28), got {tuple(x.shape)}; "
-                         f"reshape flat MNIST rows with X.reshape(-1, 1, 28, 28)")
 
 
 class VAE(nn.Module):
@@ -48,7 +43,7 @@ class VAE(nn.Module):
 
     def encode(self, x):
         """x (N, 1, 28, 28) in [0, 1] -> (mu, logvar), each (N, latent_dim): the parameters of q(z | x)."""
-        _check_images(x, "VAE.encode")
+        check_images(x, "VAE.encode: x", channels=IMAGE_SHAPE[0], size=IMAGE_SHAPE[1:])
         mu, logvar = self.encoder(x.flatten(1)).chunk(2, dim=1)
         return mu, logvar
 
@@ -90,14 +85,7 @@ def vae_loss(logits, x, mu, logvar):
 def as_image_tensor(X, name="X"):
     """A float32 tensor (N, 1, 28, 28) from a NumPy array or tensor; ValueError for wrong shapes or values."""
     X = torch.as_tensor(X).float()
-    _check_images(X, name)
-    if len(X) == 0:
-        raise ValueError(f"{name} is empty: there are no images to use")
-    lo, hi = float(X.min()), float(X.max())
-    if lo < 0.0 or hi > 1.0:
-        raise ValueError(f"{name}: pixel values must lie in [0, 1] (Bernoulli means), got [{lo:g}, {hi:g}]; "
-                         f"divide 8-bit images by 255")
-    return X
+    return check_images(X, name, channels=IMAGE_SHAPE[0], size=IMAGE_SHAPE[1:], value_range=(0.0, 1.0))
 
 
 def train_vae(model, X, *, epochs, batch_size=128, lr=1e-3, device="cpu", seed=0, on_step=None):

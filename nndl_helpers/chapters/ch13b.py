@@ -6,7 +6,7 @@ Do not edit by hand: change the notebook and export again (a test checks they ag
 import numpy as np
 
 from nndl_helpers.chapters.ch03 import binary_cross_entropy_with_logits
-from nndl_helpers.chapters.ch04 import ACTIVATIONS, MLP, affine_backward, affine_forward
+from nndl_helpers.chapters.ch04a import MLP
 
 
 def ring_centres(modes=8, radius=2.0):
@@ -72,42 +72,6 @@ def generator_loss(fake_logits, kind="non_saturating"):
     raise ValueError(f"unknown generator loss {kind!r}; choose one of {GENERATOR_LOSSES}")
 
 
-def mlp_forward(params, x, activation="relu"):
-    """Forward pass of an MLP [affine -> activation] * (L - 1) -> affine.
-
-    params: dict W1, b1, ..., WL, bL (e.g. chapter 4's MLP(...).params); x (N, D_in).
-    Returns: out (N, D_out) and the caches for mlp_backward.
-    """
-    act_forward = ACTIVATIONS[activation][0]
-    num_layers = len(params) // 2
-    a, caches = x, []
-    for l in range(1, num_layers + 1):
-        z, affine_cache = affine_forward(a, params[f"W{l}"], params[f"b{l}"])
-        act_cache = None
-        if l < num_layers:
-            a, act_cache = act_forward(z)
-        caches.append((affine_cache, act_cache))
-    return z, caches
-
-
-def mlp_backward(dout, caches, activation="relu", need_param_grads=True):
-    """Backward pass of mlp_forward for an upstream gradient dout (N, D_out).
-
-    Returns (dx, grads): dx (N, D_in), the gradient w.r.t. the input, and grads, a dict like params
-    (empty if need_param_grads is False: the generator's step needs only dx from the discriminator).
-    """
-    act_backward = ACTIVATIONS[activation][1]
-    grads, dz = {}, dout
-    for l in range(len(caches), 0, -1):
-        affine_cache, act_cache = caches[l - 1]
-        if l < len(caches):
-            dz = act_backward(da, act_cache)
-        da, dW, db = affine_backward(dz, affine_cache)
-        if need_param_grads:
-            grads[f"W{l}"], grads[f"b{l}"] = dW, db
-    return da, grads
-
-
 def minibatch_std_forward(x, eps=1e-8):
     """Append the batch's mean standard deviation m = mean_j std_n(x[n, j]) as one more column.
 
@@ -130,46 +94,39 @@ def minibatch_std_backward(dout, cache):
 
 
 class NumpyGAN:
-    """A GAN of two MLPs in NumPy: generator z (N, z_dim) -> x (N, data_dim), discriminator x -> logit (N,).
+    """A GAN of two chapter-4 MLPs: generator G z (N, z_dim) -> x (N, data_dim), discriminator D x -> logit (N,).
 
-    Both have `depth` hidden layers of `hidden` units with the given activation (a key of chapter 4's
-    ACTIVATIONS). minibatch_std=True feeds the discriminator the batch's mean standard deviation as
-    one more input (minibatch_std_forward). G and D are parameter dicts W1, b1, ...; optimizers
-    update them in place.
+    Both: `depth` hidden layers of `hidden` units, the given activation, a linear output; optimizers update
+    G.params and D.params. minibatch_std=True gives D the batch's mean std as one more input (minibatch_std_forward).
     """
 
     def __init__(self, z_dim=2, data_dim=2, hidden=64, depth=2, activation="relu", minibatch_std=False,
                  seed=0, dtype=np.float32):
-        self.z_dim, self.data_dim, self.activation = z_dim, data_dim, activation
-        self.minibatch_std, self.dtype = bool(minibatch_std), np.dtype(dtype)
-        self.G = MLP([z_dim] + [hidden] * depth + [data_dim], activation, output="linear",
-                     seed=seed, dtype=dtype).params
+        self.z_dim, self.data_dim, self.activation, self.minibatch_std = z_dim, data_dim, activation, bool(minibatch_std)
+        self.G = MLP([z_dim] + [hidden] * depth + [data_dim], activation, output="linear", seed=seed, dtype=dtype)
         self.D = MLP([data_dim + self.minibatch_std] + [hidden] * depth + [1], activation, output="linear",
-                     seed=seed + 1, dtype=dtype).params
+                     seed=seed + 1, dtype=dtype)
 
     def _check(self, a, width, name):
-        a = np.asarray(a, dtype=self.dtype)
+        a = np.asarray(a, dtype=self.G.dtype)
         if a.ndim != 2 or a.shape[1] != width:
             raise ValueError(f"NumpyGAN: {name} must have shape (N, {width}), got {a.shape}")
         return a
 
     def generate(self, z):
         """Generated samples (N, data_dim) for noise z (N, z_dim)."""
-        return mlp_forward(self.G, self._check(z, self.z_dim, "z"), self.activation)[0]
+        return self.G(self._check(z, self.z_dim, "z"))
 
-    def _discriminate(self, x):
-        std_cache = None
-        if self.minibatch_std:
-            x, std_cache = minibatch_std_forward(x)
-        logits, caches = mlp_forward(self.D, x, self.activation)
-        return logits[:, 0], (caches, std_cache)
+    def _discriminate(self, x):                 # [minibatch std ->] D: the logits s (N,) and the cache
+        x, std_cache = minibatch_std_forward(x) if self.minibatch_std else (x, None)
+        logits, d_cache = self.D.forward(x)
+        return logits[:, 0], (d_cache, std_cache)
 
-    def _discriminator_backward(self, d_logits, cache, need_param_grads=True):
-        caches, std_cache = cache
-        dx, grads = mlp_backward(d_logits[:, None], caches, self.activation, need_param_grads)
-        if std_cache is not None:
-            dx = minibatch_std_backward(dx, std_cache)
-        return dx, grads
+    def _discriminator_backward(self, d_logits, cache):     # d_logits (N,) -> (dL/dx, grads of D.params)
+        d_cache, std_cache = cache
+        grads = self.D.backward(d_logits[:, None], d_cache)
+        dx = grads.pop("x")                       # the input gradient: what the generator is trained through
+        return (dx if std_cache is None else minibatch_std_backward(dx, std_cache)), grads
 
     def discriminate(self, x):
         """The discriminator's logits s (N,) for samples x (N, data_dim); D(x) = sigmoid(s)."""
@@ -184,18 +141,17 @@ class NumpyGAN:
         real_logits, real_cache = self._discriminate(self._check(x_real, self.data_dim, "x_real"))
         fake_logits, fake_cache = self._discriminate(self._check(x_fake, self.data_dim, "x_fake"))
         loss, d_real, d_fake = discriminator_loss(real_logits, fake_logits)
-        grads = self._discriminator_backward(d_real, real_cache)[1]
-        for k, g in self._discriminator_backward(d_fake, fake_cache)[1].items():
-            grads[k] += g
-        return loss, grads
+        real_grads = self._discriminator_backward(d_real, real_cache)[1]
+        fake_grads = self._discriminator_backward(d_fake, fake_cache)[1]
+        return loss, {k: real_grads[k] + fake_grads[k] for k in real_grads}
 
     def generator_loss(self, z, kind="non_saturating"):
         """Loss of the generator on noise z and its gradients w.r.t. G, back-propagated through D."""
-        x_fake, g_caches = mlp_forward(self.G, self._check(z, self.z_dim, "z"), self.activation)
+        x_fake, g_cache = self.G.forward(self._check(z, self.z_dim, "z"))
         fake_logits, d_cache = self._discriminate(x_fake)
         loss, d_logits = generator_loss(fake_logits, kind)
-        dx_fake, _ = self._discriminator_backward(d_logits, d_cache, need_param_grads=False)
-        return loss, mlp_backward(dx_fake, g_caches, self.activation)[1]
+        dx_fake, _ = self._discriminator_backward(d_logits, d_cache)     # D's own gradients are not used here
+        return loss, {k: g for k, g in self.G.backward(dx_fake, g_cache).items() if k != "x"}   # G.params only
 
 
 def gan_train_step(gan, x_real, z_d, z_g, d_optimizer, g_optimizer, kind="non_saturating"):
@@ -204,7 +160,7 @@ def gan_train_step(gan, x_real, z_d, z_g, d_optimizer, g_optimizer, kind="non_sa
     The optimizers are chapter 7's (step(params, grads)). Returns (d_loss, g_loss).
     """
     d_loss, d_grads = gan.discriminator_loss(x_real, z_d)
-    d_optimizer.step(gan.D, d_grads)
+    d_optimizer.step(gan.D.params, d_grads)
     g_loss, g_grads = gan.generator_loss(z_g, kind)
-    g_optimizer.step(gan.G, g_grads)
+    g_optimizer.step(gan.G.params, g_grads)
     return d_loss, g_loss

@@ -31,15 +31,8 @@ def dcgan_discriminator(channels=64):
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from nndl_helpers.chapters.ch05_torch import lenet5_torch
-
-
-def _digit_batch(images, caller):
-    """images as a float32 tensor (N, 1, 28, 28), or a ValueError naming the caller."""
-    images = torch.as_tensor(images, dtype=torch.float32)
-    if images.ndim != 4 or images.shape[1:] != (1, 28, 28) or len(images) == 0:
-        raise ValueError(f"{caller}: images must have shape (N, 1, 28, 28) with N >= 1, got {tuple(images.shape)}")
-    return images
+from nndl_helpers.chapters.ch05a_torch import lenet5_torch
+from nndl_helpers.chapters.ch13a_torch import as_image_tensor
 
 
 def train_digit_judge(images, labels, *, epochs=1, batch_size=32, lr=3e-3, seed=0, device=None):
@@ -50,7 +43,7 @@ def train_digit_judge(images, labels, *, epochs=1, batch_size=32, lr=3e-3, seed=
     drawn from `seed`, so the same call gives the same judge, and the caller's random state is
     left alone. Trains on `device` (default: where `images` are); returns the network in eval mode.
     """
-    images = _digit_batch(images, "train_digit_judge")
+    images = as_image_tensor(images, "train_digit_judge: images")      # (N, 1, 28, 28) in [0, 1], float32
     labels = torch.as_tensor(labels, dtype=torch.long)
     if labels.shape != (len(images),) or labels.min() < 0 or labels.max() > 9:
         raise ValueError(f"train_digit_judge: need one label in 0..9 per image, got labels of shape "
@@ -78,7 +71,7 @@ def train_digit_judge(images, labels, *, epochs=1, batch_size=32, lr=3e-3, seed=
 
 def class_probabilities(classifier, images, batch_size=500):
     """Softmax probabilities (N, num_classes), on the CPU, of `classifier` for images (N, 1, 28, 28)."""
-    images = _digit_batch(images, "class_probabilities")
+    images = as_image_tensor(images, "class_probabilities: images")
     weights = next(classifier.parameters(), None)
     device = images.device if weights is None else weights.device
     classifier.eval()
@@ -97,7 +90,7 @@ def score_generated(classifier, images, confidence=0.9, num_classes=10, batch_si
     "histogram": predicted-class counts over all images (num_classes,);
     "confident_histogram": predicted-class counts over the confident images only (num_classes,).
     """
-    images = _digit_batch(images, "score_generated")
+    images = as_image_tensor(images, "score_generated: images")
     probs = class_probabilities(classifier, images, batch_size)
     if probs.shape[1] != num_classes:
         raise ValueError(f"score_generated: the classifier gives {probs.shape[1]} classes, expected {num_classes}")

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from nndl_helpers.chapters.ch04 import ACTIVATIONS, affine_backward, affine_forward
+from nndl_helpers.chapters.ch04a import ACTIVATIONS, affine_backward, affine_forward
 
 SCHEDULES = ("linear", "cosine")
 
@@ -69,89 +69,8 @@ def q_sample(x0, t, eps, schedule):
     return np.sqrt(a_bar) * x0 + np.sqrt(1 - a_bar) * eps
 
 
-def timestep_embedding(t, dim, max_period=10_000.0):
-    """Sinusoidal embedding of the time step (as the Transformer's positional encoding, chapter 8).
-
-    t (N,) numbers -> (N, dim): [sin(t w_0), ..., sin(t w_{h-1}), cos(t w_0), ..., cos(t w_{h-1})],
-    w_k = max_period^(-k / h), h = dim // 2. No parameters: the network learns what to read from it.
-    """
-    if dim < 2 or dim % 2:
-        raise ValueError(f"timestep_embedding: dim must be an even number >= 2, got {dim}")
-    half = dim // 2
-    freqs = np.exp(-math.log(max_period) * np.arange(half) / half)
-    args = np.asarray(t, dtype=np.float64)[:, None] * freqs[None, :]
-    return np.concatenate([np.sin(args), np.cos(args)], axis=1)
-
-
-class DenoiserMLP:
-    """The noise predictor eps_theta(x_t, t) for vectors x_t (N, D): an MLP that reads t at every layer.
-
-        e   = timestep_embedding(t, emb_dim)                         (N, E), fixed features of t
-        h_0 = x_t;  h_l = act([h_{l-1} | e] W_l + b_l),  l = 1..L-1    (concatenating e = adding e U_l)
-        eps_hat = [h_{L-1} | e] W_L + b_L                             (N, D)
-
-    Made of chapter-4 blocks (affine_forward/backward, ACTIVATIONS). params W1, b1, ..., WL, bL;
-    He initialisation (small last layer, so that training starts from eps_hat ~ 0).
-    """
-
-    def __init__(self, data_dim=2, hidden=128, depth=3, emb_dim=32, activation="silu", T=100,
-                 seed=0, dtype=np.float64):
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
-        self.data_dim, self.hidden, self.depth, self.emb_dim = int(data_dim), int(hidden), int(depth), int(emb_dim)
-        self.activation, self.dtype, self.T = activation, np.dtype(dtype), int(T)
-        init_rng = np.random.default_rng(seed)
-        sizes = [self.data_dim] + [self.hidden] * self.depth + [self.data_dim]
-        self.params = {}
-        for l, (m_in, m_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-            fan_in = m_in + self.emb_dim
-            std = np.sqrt(2.0 / fan_in) * (0.1 if l == len(sizes) - 1 else 1.0)
-            self.params[f"W{l}"] = (std * init_rng.standard_normal((fan_in, m_out))).astype(self.dtype)
-            self.params[f"b{l}"] = np.zeros(m_out, dtype=self.dtype)
-
-    @property
-    def num_params(self):
-        return sum(p.size for p in self.params.values())
-
-    def embed(self, t):
-        # the period max_period = 10 T makes the slowest feature turn by about 1/10 of a cycle over t = 1..T
-        return timestep_embedding(t, self.emb_dim, max_period=10.0 * self.T).astype(self.dtype)
-
-    def forward(self, x, t):
-        """x (N, D), t (N,) or one int -> eps_hat (N, D) and the cache for backward."""
-        x = np.asarray(x, dtype=self.dtype)
-        if x.ndim != 2 or x.shape[1] != self.data_dim:
-            raise ValueError(f"DenoiserMLP expects x of shape (N, {self.data_dim}), got {x.shape}")
-        if np.ndim(t) == 0:                       # one time step for the whole batch (the samplers)
-            t = np.full(len(x), t)
-        if np.shape(t) != (len(x),):
-            raise ValueError(f"DenoiserMLP expects t of shape ({len(x)},), got {np.shape(t)}")
-        e = self.embed(t)
-        act_forward = ACTIVATIONS[self.activation][0]
-        h, caches = x, []
-        for l in range(1, self.depth + 2):
-            width = h.shape[1]
-            z, affine_cache = affine_forward(np.concatenate([h, e], axis=1), self.params[f"W{l}"], self.params[f"b{l}"])
-            act_cache = None
-            if l <= self.depth:
-                h, act_cache = act_forward(z)
-            caches.append((affine_cache, act_cache, width))
-        return z, caches
-
-    def backward(self, dout, caches):
-        """dout = dL/d eps_hat (N, D) -> (dx (N, D), grads dict like params). The embedding has no parameters."""
-        act_backward = ACTIVATIONS[self.activation][1]
-        grads = {}
-        for l in range(self.depth + 1, 0, -1):
-            affine_cache, act_cache, width = caches[l - 1]
-            if l <= self.depth:
-                dout = act_backward(dh, act_cache)
-            dinput, grads[f"W{l}"], grads[f"b{l}"] = affine_backward(dout, affine_cache)
-            dh = dinput[:, :width]          # the columns of e carry no gradient anywhere
-        return dh, grads
-
-    def __call__(self, x, t):
-        return self.forward(x, t)[0]
+from nndl_helpers.chapters.ch07b import he_normal_init
+from nndl_helpers.chapters.ch08a import sinusoidal_positional_encoding
 
 
 def eps_mse_loss(eps_hat, eps):
@@ -165,13 +84,65 @@ def eps_mse_loss(eps_hat, eps):
     return float(np.mean(diff * diff)), 2.0 * diff / diff.size
 
 
-def ddpm_loss(model, x0, t, eps, schedule):
-    """L_simple for one batch: noise x0 to x_t with eps, predict eps back. Returns (loss, grads)."""
-    x_t = q_sample(x0, t, eps, schedule)
-    eps_hat, caches = model.forward(x_t, t)
-    loss, deps_hat = eps_mse_loss(eps_hat, eps)
-    _, grads = model.backward(deps_hat, caches)
-    return loss, grads
+class DenoiserMLP:
+    """The noise predictor eps_theta(x_t, t) for vectors x_t (N, D): an MLP that reads t at every layer.
+
+        e   = embed(t), chapter 8a's sinusoidal code of t                      (N, E), fixed features of t
+        h_0 = x_t;  h_l = act([h_{l-1} | e] W_l + b_l),  l = 1..L-1          (concatenating e = adding e U_l)
+        eps_hat = [h_{L-1} | e] W_L + b_L                                    (N, D)
+    params W1, b1, ..., WL, bL: chapter 7's He initialisation (the last layer's ten times smaller, so that
+    training starts from eps_hat ~ 0), biases 0. loss(x0, t, eps, schedule) is the DDPM objective L_simple.
+    """
+
+    def __init__(self, data_dim=2, hidden=128, depth=3, emb_dim=32, activation="silu", T=100, seed=0, dtype=np.float64):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
+        self.data_dim, self.hidden, self.depth, self.emb_dim = int(data_dim), int(hidden), int(depth), int(emb_dim)
+        self.activation, self.dtype, self.T = activation, np.dtype(dtype), int(T)
+        init_rng, sizes = np.random.default_rng(seed), [self.data_dim] + [self.hidden] * self.depth + [self.data_dim]
+        self.params = {}
+        for l, (m_in, m_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+            gain = math.sqrt(2.0) * (0.1 if l == len(sizes) - 1 else 1.0)
+            self.params[f"W{l}"] = he_normal_init(m_in + self.emb_dim, m_out, init_rng, gain=gain).astype(self.dtype)
+            self.params[f"b{l}"] = np.zeros(m_out, dtype=self.dtype)
+        self.num_params = sum(p.size for p in self.params.values())
+
+    def embed(self, t):
+        """e (N, emb_dim) for t (N,); base 10 T: the slowest wave turns about 1/10 of a cycle over t = 1..T."""
+        return sinusoidal_positional_encoding(t, self.emb_dim, base=10.0 * self.T).astype(self.dtype)
+
+    def forward(self, x, t):
+        """x (N, D), t (N,) or one int for the whole batch (the samplers) -> eps_hat (N, D) and the cache."""
+        x, t = np.asarray(x, dtype=self.dtype), (np.full(len(x), t) if np.ndim(t) == 0 else np.asarray(t))
+        if x.ndim != 2 or x.shape[1] != self.data_dim or t.shape != (len(x),):
+            raise ValueError(f"DenoiserMLP expects x of shape (N, {self.data_dim}) and t (N,), got {x.shape}, {t.shape}")
+        e, h, caches = self.embed(t), x, []
+        for l in range(1, self.depth + 2):
+            z, affine_cache = affine_forward(np.concatenate([h, e], axis=1), self.params[f"W{l}"], self.params[f"b{l}"])
+            h, act_cache = ACTIVATIONS[self.activation][0](z) if l <= self.depth else (z, None)
+            caches.append((affine_cache, act_cache))
+        return z, caches
+
+    def backward(self, dout, cache):
+        """dout = dL/d eps_hat (N, D) -> grads keyed like params, plus grads["x"]. The embedding has no parameters."""
+        grads = {}
+        for l in range(self.depth + 1, 0, -1):
+            affine_cache, act_cache = cache[l - 1]
+            if l <= self.depth:
+                dout = ACTIVATIONS[self.activation][1](dout, act_cache)
+            dinput, grads[f"W{l}"], grads[f"b{l}"] = affine_backward(dout, affine_cache)
+            dout = dinput[:, :-self.emb_dim]            # the columns of e carry no gradient anywhere
+        grads["x"] = dout
+        return grads
+
+    def __call__(self, x, t):
+        return self.forward(x, t)[0]
+
+    def loss(self, x0, t, eps, schedule):
+        """L_simple for a batch: noise x0 to x_t with eps (q_sample), predict eps back. Returns (loss, grads)."""
+        eps_hat, cache = self.forward(q_sample(x0, t, eps, schedule), t)
+        loss, deps_hat = eps_mse_loss(eps_hat, eps)
+        return loss, {k: g for k, g in self.backward(deps_hat, cache).items() if k != "x"}   # parameters only
 
 
 def ddpm_sample(predict_eps, schedule, x_T, draw_noise, keep_path=False):
@@ -250,25 +221,26 @@ def energy_distance(X, Y):
     return float(2 * mean_dist(X, Y, False) - mean_dist(X, X, True) - mean_dist(Y, Y, True))
 
 
+from nndl_helpers.chapters.ch07a import Adam, cosine_schedule
+
+
 def train_denoiser(model, data, schedule, *, steps, batch_size=128, lr=1e-3, lr_min=1e-5, seed=0, on_step=None):
     """Train a DenoiserMLP in place on the rows of `data` (N, D) with L_simple and Adam (chapter 7).
 
     Every step: a batch of rows, t ~ U{1..T}, eps ~ N(0, I); lr follows a cosine decay from lr to lr_min.
     on_step(step, loss) is called after every step. Returns the list of per-step losses.
     """
-    from nndl_helpers.chapters.ch07a import Adam as AdamOptimizer, cosine_schedule
-
     data = np.asarray(data, dtype=model.dtype)
     if data.ndim != 2 or data.shape[1] != model.data_dim:
         raise ValueError(f"train_denoiser: data must have shape (N, {model.data_dim}), got {data.shape}")
     step_rng = np.random.default_rng(seed)
-    optimizer, lr_at = AdamOptimizer(lr=lr), cosine_schedule(lr, steps, lr_min)
+    optimizer, lr_at = Adam(lr=lr), cosine_schedule(lr, steps, lr_min)
     losses = []
     for step in range(int(steps)):
         rows = step_rng.integers(0, len(data), batch_size)
         t = step_rng.integers(1, schedule.T + 1, batch_size)
         eps = step_rng.standard_normal((batch_size, model.data_dim)).astype(model.dtype)
-        loss, grads = ddpm_loss(model, data[rows], t, eps, schedule)
+        loss, grads = model.loss(data[rows], t, eps, schedule)
         optimizer.lr = lr_at(step)
         optimizer.step(model.params, grads)
         losses.append(loss)

@@ -3,22 +3,11 @@
 Generated from the notebook's ``#@save torch`` cells by ``python -m nndl_helpers.nbtools export``.
 Do not edit by hand: change the notebook and export again (a test checks they agree).
 """
-import math
-
-
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def timestep_embedding_torch(t, dim, max_period=10_000.0):
-    """timestep_embedding for a tensor t (N,) on any device -> (N, dim) float32 tensor."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    args = t.float()[:, None] * freqs[None, :]
-    return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+from nndl_helpers.chapters.ch08a import sinusoidal_positional_encoding
 
 
 class ResidualBlock(nn.Module):
@@ -39,14 +28,17 @@ class ResidualBlock(nn.Module):
 class TinyUNet(nn.Module):
     """eps_theta(x_t, t) for (N, 1, 28, 28) images: a U-Net with levels 28, 14 and 7 pixels wide.
 
-    channels  (c1, c2, c3), the widths of the three levels; T  the number of diffusion steps (the
-    embedding's slowest period is 10 T, as in DenoiserMLP).
+    channels  (c1, c2, c3), the widths of the three levels; T  the number of diffusion steps.
+    forward(x, t) takes integer steps t (N,) in 0..T.
     """
 
     def __init__(self, channels=(16, 32, 64), T=1000, emb_dim=64):
         super().__init__()
         c1, c2, c3 = channels
         self.T, self.emb_dim = int(T), int(emb_dim)
+        # chapter 8a's sinusoidal codes of t = 0..T (base 10 T, as in DenoiserMLP), looked up on the device
+        codes = sinusoidal_positional_encoding(self.T + 1, self.emb_dim, base=10.0 * self.T)
+        self.register_buffer("time_codes", torch.from_numpy(codes).float(), persistent=False)
         self.time_mlp = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.stem = nn.Conv2d(1, c1, 3, padding=1)
         self.enc1 = ResidualBlock(c1, c1, emb_dim)
@@ -63,13 +55,21 @@ class TinyUNet(nn.Module):
     def forward(self, x, t):
         if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
             raise ValueError(f"TinyUNet expects images of shape (N, 1, 28, 28), got {tuple(x.shape)}")
-        emb = self.time_mlp(timestep_embedding_torch(t, self.emb_dim, max_period=10.0 * self.T))
+        emb = self.time_mlp(self.time_codes[t])                          # t: integer steps 0..T
         h1 = self.enc1(self.stem(x), emb)
         h2 = self.enc2(self.down1(h1), emb)
         h = self.middle(self.down2(h2), emb)
         h = self.dec2(torch.cat([self.up2(h), h2], dim=1), emb)
         h = self.dec1(torch.cat([self.up1(h), h1], dim=1), emb)
         return self.head(h)
+
+
+import copy
+
+import torch
+import torch.nn.functional as F
+
+from nndl_helpers.chapters.ch07a import cosine_schedule
 
 
 def train_ddpm(model, X, schedule, *, steps, batch_size=128, lr=1e-3, device="cpu", seed=0,
@@ -81,8 +81,6 @@ def train_ddpm(model, X, schedule, *, steps, batch_size=128, lr=1e-3, device="cp
                sampling. On CUDA the forward pass runs in bfloat16 (torch.autocast).
     Returns (losses, sampler model): the EMA copy if ema_decay is given, else `model`; both in eval mode.
     """
-    from nndl_helpers.chapters.ch07a import cosine_schedule
-
     device = torch.device(device)
     X = torch.as_tensor(X, dtype=torch.float32).to(device)
     model.to(device).train()

@@ -9,9 +9,10 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from nndl_helpers.chapters.ch03 import log_softmax, softmax, softmax_cross_entropy
-from nndl_helpers.chapters.ch04 import affine_backward, affine_forward
+from nndl_helpers.chapters.ch03 import softmax, softmax_cross_entropy
+from nndl_helpers.chapters.ch04a import affine_backward, affine_forward
 from nndl_helpers.chapters.ch06 import Vocab, gru_step_backward, gru_step_forward, sample_token
+from nndl_helpers.chapters.ch08a import additive_attention_backward, additive_attention_forward
 
 
 def tokenize_words(sentence):
@@ -96,18 +97,14 @@ class NGramLM:
 
         lm = NGramLM(n=3, k=0.1, lambdas=(0.1, 0.3, 0.6)).fit(train_ids, vocab_size, bos=2, exclude=(1, 2))
         lm.prob(context_ids, token_id);  lm.perplexity(test_ids)
-
-    p(w | h) = sum_m lambdas[m-1] * (c(u_m w) + k) / (c(u_m) + k |V|), u_m = the last m-1 tokens of h
-    (padded with `bos` at the sentence start). Each sentence is a list of ids that ends with <eos>.
-    `exclude` lists ids never predicted (<pad>, <bos>); |V| counts the others, so p sums to 1 over them.
-    lambdas=None means only order n (a plain add-k n-gram). k=0 gives the unsmoothed (MLE) model.
+    p(w | h) = sum_m lambdas[m-1] * (c(u_m w) + k) / (c(u_m) + k |V|), u_m = the last m-1 tokens of h (padded
+    with `bos` at the sentence start); lambdas=None: order n only (plain add-k); k=0: the unsmoothed (MLE) model.
+    Sentences are id lists ending with <eos>; `exclude` = ids never predicted (<pad>, <bos>), left out of |V|.
     """
 
     def __init__(self, n, k=1.0, lambdas=None):
-        if int(n) < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        if k < 0:
-            raise ValueError(f"k must be >= 0, got {k}")
+        if int(n) < 1 or k < 0:
+            raise ValueError(f"need an order n >= 1 and a smoothing k >= 0, got n={n}, k={k}")
         self.n, self.k = int(n), float(k)
         lambdas = [0.0] * (self.n - 1) + [1.0] if lambdas is None else list(lambdas)
         if len(lambdas) != self.n or abs(sum(lambdas) - 1) > 1e-9 or min(lambdas) < 0:
@@ -211,56 +208,6 @@ def sentence_bleu(candidate, references, max_n=4, smooth=False):
     return corpus_bleu([candidate], [references], max_n, smooth)["bleu"]
 
 
-def masked_softmax(e, mask=None):
-    """Softmax over the last axis of scores e (N, S); mask (N, S) is True at real positions, False at padding.
-
-    Padded positions get probability exactly 0. Raises ValueError when the mask's shape differs from e's
-    or a row has no real position (nothing to attend to).
-    """
-    if mask is None:
-        return softmax(e)
-    mask = np.asarray(mask, dtype=bool)
-    if mask.shape != e.shape:
-        raise ValueError(f"mask has shape {mask.shape} but the scores have shape {e.shape}")
-    if not mask.any(axis=-1).all():
-        raise ValueError("a row of the mask has no real (True) position: an empty source cannot be attended to")
-    return softmax(np.where(mask, e, -np.inf))
-
-
-def additive_attention_forward(q, K, V, Wq, Wk, w, mask=None):
-    """Additive (Bahdanau) attention, one query per row.
-
-    Inputs:  q (N, Dq) queries (the decoder state); K (N, S, Dk) keys; V (N, S, Dv) values;
-             Wq (Dq, A), Wk (Dk, A), w (A,) the scoring network; mask (N, S) bool, False = padded position.
-    e_j = tanh(q Wq + k_j Wk) w,  alpha = masked softmax of e over j,  c = sum_j alpha_j v_j.
-    Returns: c (N, Dv), alpha (N, S) and a cache for additive_attention_backward.
-    """
-    if q.ndim != 2 or K.ndim != 3 or V.ndim != 3 or K.shape[:2] != V.shape[:2] or K.shape[0] != q.shape[0]:
-        raise ValueError(f"need q (N, Dq), K (N, S, Dk), V (N, S, Dv); got {q.shape}, {K.shape}, {V.shape}")
-    Z = np.tanh((q @ Wq)[:, None, :] + K @ Wk)           # (N, S, A)
-    alpha = masked_softmax(Z @ w, mask)                    # (N, S)
-    c = np.einsum("ns,nsd->nd", alpha, V)
-    return c, alpha, (q, K, V, Wq, Wk, w, Z, alpha)
-
-
-def additive_attention_backward(dc, cache, dalpha=None):
-    """Backward of additive_attention_forward, given dc = dL/dc (N, Dv) and optionally dL/dalpha (N, S).
-
-    Returns: dq (N, Dq), dK (N, S, Dk), dV (N, S, Dv), dWq (Dq, A), dWk (Dk, A), dw (A,).
-    Padded positions receive zero gradient (their alpha is 0).
-    """
-    q, K, V, Wq, Wk, w, Z, alpha = cache
-    dV = alpha[:, :, None] * dc[:, None, :]
-    da = np.einsum("nsd,nd->ns", V, dc) + (0 if dalpha is None else dalpha)
-    de = alpha * (da - np.sum(alpha * da, axis=1, keepdims=True))      # softmax backward
-    dw = np.einsum("nsa,ns->a", Z, de)
-    du = de[:, :, None] * w * (1 - Z * Z)                               # at the tanh's input, (N, S, A)
-    dWk = np.einsum("nsd,nsa->da", K, du)
-    dK = du @ Wk.T
-    du_q = du.sum(axis=1)                                               # q is broadcast over the S positions
-    return du_q @ Wq.T, dK, dV, q.T @ du_q, dWk, dw
-
-
 DECODER_PARAMS = ("Wq", "Wk", "w", "Wx", "Wh", "bx", "bh", "W_out", "b_out")
 
 
@@ -268,14 +215,15 @@ def attention_decoder_step_forward(x, h_prev, enc, mask, params):
     """One step of the attention GRU decoder (Bahdanau et al. 2015) from chapter 6's GRU step.
 
     Inputs:  x (N, E) embedding of the previous target token; h_prev (N, H) decoder state;
-             enc (N, S, He) encoder states (keys = values); mask (N, S) bool or None;
+             enc (N, S, He) encoder states (keys = values); mask (N, S) bool (False = padding) or None;
              params: Wq (H, A), Wk (He, A), w (A,), Wx (E + He, 3H), Wh (H, 3H), bx, bh (3H,),
                      W_out (H, V), b_out (V,).
     c, alpha = attention(h_prev, enc, enc);  h = GRU([x, c], h_prev);  logits = h W_out + b_out.
-    Returns: logits (N, V), h (N, H), alpha (N, S), cache.
+    Returns: logits (N, V), h (N, H), alpha (N, S) and the cache. The attention weights alpha are returned
+    for inspection (alignment plots) and take no gradient: the backward takes dlogits and dh only.
     """
     p = params
-    c, alpha, att_cache = additive_attention_forward(h_prev, enc, enc, p["Wq"], p["Wk"], p["w"], mask)
+    c, alpha, att_cache = additive_attention_forward(h_prev, enc, enc, p["Wq"], p["Wk"], p["w"], mask=mask)
     h, gru_cache = gru_step_forward(np.concatenate([x, c], axis=1), h_prev, p["Wx"], p["Wh"], p["bx"], p["bh"])
     logits, out_cache = affine_forward(h, p["W_out"], p["b_out"])
     return logits, h, alpha, (x.shape[1], att_cache, gru_cache, out_cache)
@@ -284,12 +232,34 @@ def attention_decoder_step_forward(x, h_prev, enc, mask, params):
 def attention_decoder_step_backward(dlogits, dh, cache):
     """Backward of attention_decoder_step_forward.
 
-    dlogits (N, V) = dL/dlogits; dh (N, H) = dL/dh from later steps (zeros for the last step).
-    Returns a dict of gradients: x, h_prev, enc and every name in DECODER_PARAMS.
+    dlogits (N, V) = dL/dlogits; dh (N, H) = dL/dh from later steps (None = zero, as for the last step).
+    Returns one dict: the gradient of every parameter under its key in params (DECODER_PARAMS), and of the
+    array inputs under their argument names "x", "h_prev" and "enc" (the mask takes none).
     """
     E, att_cache, gru_cache, out_cache = cache
     dh_out, dW_out, db_out = affine_backward(dlogits, out_cache)
-    dxc, dh_prev, dWx, dWh, dbx, dbh = gru_step_backward(dh + dh_out, gru_cache)
+    dxc, dh_prev, dWx, dWh, dbx, dbh = gru_step_backward(dh_out if dh is None else dh + dh_out, gru_cache)
     dq, dK, dV, dWq, dWk, dw = additive_attention_backward(dxc[:, E:], att_cache)
     return {"x": dxc[:, :E], "h_prev": dh_prev + dq, "enc": dK + dV, "Wq": dWq, "Wk": dWk, "w": dw,
             "Wx": dWx, "Wh": dWh, "bx": dbx, "bh": dbh, "W_out": dW_out, "b_out": db_out}
+
+
+def filter_logits(logits, top_k=0, top_p=1.0):
+    """Top-k then top-p (nucleus) filtering of one logits vector (V,): removed tokens get -inf.
+
+    top_k = 0 keeps every token; top_p = 1 keeps every token; otherwise the smallest set of most probable
+    tokens whose probability sums to at least top_p is kept (always at least the most probable token).
+    """
+    if int(top_k) < 0:
+        raise ValueError(f"top_k must be >= 0 (0 = no limit), got {top_k}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+    z = np.array(logits, dtype=np.float64)
+    if 0 < top_k < z.size:
+        z[np.argsort(-z, kind="stable")[top_k:]] = -np.inf
+    if top_p < 1:
+        order = np.argsort(-z, kind="stable")
+        p = softmax(z[order])
+        before = np.cumsum(p) - p                       # probability of the tokens ranked above
+        z[order[before >= top_p]] = -np.inf
+    return z

@@ -4,13 +4,15 @@ Generated from the notebook's ``#@save torch`` cells by ``python -m nndl_helpers
 Do not edit by hand: change the notebook and export again (a test checks they agree).
 """
 import math
-import numpy as np
 from nndl_helpers.chapters.ch06 import sample_token
-from nndl_helpers.chapters.ch03 import softmax
+from nndl_helpers.chapters.ch15 import filter_logits
 
 
 import torch
 import torch.nn as nn
+
+from nndl_helpers.chapters.ch08a import sinusoidal_positional_encoding
+from nndl_helpers.chapters.ch08b import greedy_decode
 
 
 def pad_batch(sequences, vocab, bos=False, eos=True):
@@ -27,7 +29,7 @@ def pad_batch(sequences, vocab, bos=False, eos=True):
 
 
 class AdditiveAttention(nn.Module):
-    """additive_attention_forward as a module: W_q, W_k (no bias) and w.
+    """Chapter 8a's additive_attention_forward as a module: W_q, W_k (no bias) and w.
 
     forward(q (B, Dq), keys (B, S, Dk), values (B, S, Dv), mask (B, S) bool, keys_proj=None) -> c (B, Dv), alpha (B, S).
     keys_proj = W_k(keys) may be passed in, so a decoder projects the encoder states once per sentence.
@@ -107,27 +109,23 @@ def ban_tokens(logits, banned):
 
 
 @torch.no_grad()
-def greedy_decode(model, src, src_len, bos_id, eos_id, max_len, banned=()):
-    """Batched greedy decoding for a model with encode / step (AttentionSeq2Seq, TransformerSeq2Seq).
+def seq2seq_greedy_decode(model, src, src_len, bos_id, eos_id, max_len, banned=()):
+    """Chapter 8b's greedy_decode for a PyTorch model with encode / step (AttentionSeq2Seq, TransformerSeq2Seq).
 
-    Tokens in `banned` are never produced. Returns a list of B id lists (without <eos>) and, if the model reports attention weights,
-    a tensor (B, T, S) of them (else None).
+    src (B, S) padded ids on the model's device, src_len (B,); tokens in `banned` are never produced.
+    Returns a list of B id lists (without <eos>) and, if the model reports attention weights, a tensor (B, T, S)
+    of them (else None).
     """
     model.eval()
-    state = model.encode(src, src_len)
-    y = torch.full((src.shape[0],), bos_id, dtype=torch.long, device=src.device)
-    done = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
-    outputs, alphas = [], []
-    for _ in range(max_len):
-        logits, state = model.step(y, state)
-        y = ban_tokens(logits, banned).argmax(dim=-1)
-        outputs.append(y)
+    alphas = []
+
+    def step(tokens, state):                       # NumPy ids in, NumPy logits out: the loop is chapter 8b's
+        logits, state = model.step(torch.as_tensor(tokens, device=src.device), state)
         if "alpha" in state:
             alphas.append(state["alpha"])
-        done |= y == eos_id
-        if bool(done.all()):
-            break
-    ids = torch.stack(outputs, dim=1).tolist()
+        return ban_tokens(logits, banned).cpu().double().numpy(), state
+
+    ids = greedy_decode(step, model.encode(src, src_len), bos_id, eos_id, max_len, src.shape[0]).tolist()
     hyps = [row[:row.index(eos_id)] if eos_id in row else row for row in ids]
     return hyps, (torch.stack(alphas, dim=1) if alphas else None)
 
@@ -178,27 +176,6 @@ def beam_search(model, src_ids, beam_width, bos_id, eos_id, max_len, length_pena
     return sorted(ranked, key=lambda h: -h[2])
 
 
-def filter_logits(logits, top_k=0, top_p=1.0):
-    """Top-k then top-p (nucleus) filtering of one logits vector (V,): removed tokens get -inf.
-
-    top_k = 0 keeps every token; top_p = 1 keeps every token; otherwise the smallest set of most probable
-    tokens whose probability sums to at least top_p is kept (always at least the most probable token).
-    """
-    if int(top_k) < 0:
-        raise ValueError(f"top_k must be >= 0 (0 = no limit), got {top_k}")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
-    z = np.array(logits, dtype=np.float64)
-    if 0 < top_k < z.size:
-        z[np.argsort(-z, kind="stable")[top_k:]] = -np.inf
-    if top_p < 1:
-        order = np.argsort(-z, kind="stable")
-        p = softmax(z[order])
-        before = np.cumsum(p) - p                       # probability of the tokens ranked above
-        z[order[before >= top_p]] = -np.inf
-    return z
-
-
 @torch.no_grad()
 def sample_decode(model, src_ids, bos_id, eos_id, max_len, temperature=1.0, top_k=0, top_p=1.0, rng=None,
                   banned=()):
@@ -243,20 +220,12 @@ def translate(model, sentence, src_vocab, tgt_vocab, tokenize, max_src_len, beam
     return joiner.join(tgt_vocab.tokens(best + [tgt_vocab.eos])), unknown
 
 
-def sinusoidal_positions(max_len, d_model):
-    """Sinusoidal positional encodings (max_len, d_model): P[t, 2i] = sin(t / 10000^(2i/d)), P[t, 2i+1] = cos(...)."""
-    angle = np.arange(max_len)[:, None] / 10000 ** (np.arange(0, d_model, 2) / d_model)
-    P = np.zeros((max_len, d_model))
-    P[:, 0::2] = np.sin(angle)
-    P[:, 1::2] = np.cos(angle[:, :d_model // 2])
-    return torch.tensor(P, dtype=torch.float32)
-
-
 class TransformerSeq2Seq(nn.Module):
     """nn.Transformer encoder-decoder with the encode / step interface of AttentionSeq2Seq.
 
         state = model.encode(src, src_len);  logits, state = model.step(y_prev, state);  model(src, src_len, tgt_in)
-    Sequences longer than max_len raise ValueError.
+    Token embeddings are scaled by sqrt(d_model) and added to chapter 8a's sinusoidal positional encoding;
+    sequences longer than max_len raise ValueError.
     """
 
     def __init__(self, src_vocab_size, tgt_vocab_size, d_model, nhead, num_layers, dim_feedforward,
@@ -265,7 +234,8 @@ class TransformerSeq2Seq(nn.Module):
         self.pad_id, self.d_model = pad_id, d_model
         self.src_embed = nn.Embedding(src_vocab_size, d_model, padding_idx=pad_id)
         self.tgt_embed = nn.Embedding(tgt_vocab_size, d_model, padding_idx=pad_id)
-        self.register_buffer("positions", sinusoidal_positions(max_len, d_model), persistent=False)
+        positions = sinusoidal_positional_encoding(max_len, d_model)          # float64 NumPy (max_len, d_model)
+        self.register_buffer("positions", torch.from_numpy(positions).float(), persistent=False)
         self.transformer = nn.Transformer(d_model, nhead, num_layers, num_layers, dim_feedforward, dropout,
                                           batch_first=True, norm_first=True)
         self.out = nn.Linear(d_model, tgt_vocab_size)

@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 
 import nndl_helpers as nh
-from nndl_helpers.chapters.ch13c import SCHEDULES, DenoiserMLP, NoiseSchedule, ddim_sample, ddpm_loss, ddpm_sample, energy_distance, eps_mse_loss, q_sample, sampling_timesteps, timestep_embedding, train_denoiser
-from nndl_helpers.chapters.ch13c_torch import TinyUNet, timestep_embedding_torch, torch_eps_predictor, train_ddpm
+from nndl_helpers.chapters.ch08a import sinusoidal_positional_encoding
+from nndl_helpers.chapters.ch13c import SCHEDULES, DenoiserMLP, NoiseSchedule, ddim_sample, ddpm_sample, energy_distance, eps_mse_loss, q_sample, sampling_timesteps, train_denoiser
+from nndl_helpers.chapters.ch13c_torch import TinyUNet, torch_eps_predictor, train_ddpm
 from nndl_helpers.chapters.ch13b_torch import score_generated
 
 TOL = 1e-6
@@ -38,7 +39,9 @@ def test_denoiser_backward_matches_autograd(data_dim, hidden, depth, emb_dim, ac
         p += 0.3 * rng.standard_normal(p.shape)
     x, t, dout = rng.standard_normal((n, data_dim)), rng.integers(1, 31, n), rng.standard_normal((n, data_dim))
     out, caches = model.forward(x, t)
-    dx, grads = model.backward(dout, caches)
+    grads = model.backward(dout, caches)
+    dx = grads.pop("x")
+    np.testing.assert_array_equal(out, model(x, t))
     ref = nh.autograd_gradients(lambda x, **params: torch_denoiser(model, x, t, params),
                                 {"x": x, **model.params}, dout=dout)
     np.testing.assert_allclose(out, torch_denoiser(model, torch.from_numpy(x), t,
@@ -54,7 +57,8 @@ def test_denoiser_backward_matches_centred_differences():
     rng = np.random.default_rng(3)
     model = DenoiserMLP(3, 5, 2, 4, activation="tanh", T=10, seed=3)
     x, t, dout = rng.standard_normal((4, 3)), rng.integers(1, 11, 4), rng.standard_normal((4, 3))
-    dx, grads = model.backward(dout, model.forward(x, t)[1])
+    grads = model.backward(dout, model.forward(x, t)[1])
+    dx = grads.pop("x")
     forward = lambda: model.forward(x, t)[0]
     assert nh.rel_error(nh.numerical_gradient_array(forward, x, dout), dx) < TOL
     for k, p in model.params.items():
@@ -72,7 +76,7 @@ def test_first_layer_gradient_is_exact_including_the_embedding_rows():
     for p in model.params.values():      # non-zero biases and a last layer of normal size
         p += 0.3 * rng.standard_normal(p.shape)
     x, t, dout = rng.standard_normal((3, 2)), rng.integers(1, 11, 3), rng.standard_normal((3, 2))
-    _, grads = model.backward(dout, model.forward(x, t)[1])
+    grads = model.backward(dout, model.forward(x, t)[1])
     ref = nh.autograd_gradients(lambda x, **params: torch_denoiser(model, x, t, params), {"x": x, **model.params},
                                 dout=dout)["W1"]
     assert grads["W1"].shape == ref.shape == (model.data_dim + model.emb_dim, model.hidden)
@@ -95,12 +99,13 @@ def test_eps_mse_loss_matches_autograd(shape):
 
 @pytest.mark.parametrize("kind", SCHEDULES)
 @pytest.mark.parametrize("n, T", [(1, 5), (6, 20), (13, 100)])
-def test_ddpm_loss_matches_autograd(kind, n, T):
+def test_denoiser_loss_matches_autograd(kind, n, T):
     rng = np.random.default_rng(n + T)
     schedule = NoiseSchedule(T, kind)
     model = DenoiserMLP(2, 6, 2, 4, activation="silu", T=T, seed=n)
     x0, t, eps = rng.standard_normal((n, 2)), rng.integers(1, T + 1, n), rng.standard_normal((n, 2))
-    loss, grads = ddpm_loss(model, x0, t, eps, schedule)
+    loss, grads = model.loss(x0, t, eps, schedule)
+    assert set(grads) == set(model.params)
 
     def torch_loss(x0, eps, **params):
         a_bar = torch.from_numpy(schedule.alpha_bars[t - 1])[:, None]
@@ -204,11 +209,15 @@ def test_energy_distance_separates_distributions():
     assert abs(same) < 0.01 < shifted
 
 
-def test_timestep_embeddings_agree():
-    t = np.array([1, 7, 50, 999])
-    np.testing.assert_allclose(timestep_embedding(t, 16, max_period=500.0),
-                               timestep_embedding_torch(torch.from_numpy(t), 16, max_period=500.0).numpy(),
-                               atol=1e-4)   # float32 sin and cos of arguments up to 999
+def test_both_denoisers_read_chapter_8a_codes_of_t():
+    """The NumPy denoiser and the U-Net embed t with chapter 8a's sinusoidal encoding, base 10 T."""
+    t = np.array([1, 7, 50, 100])
+    model = DenoiserMLP(2, 4, 1, 6, T=100)
+    np.testing.assert_array_equal(model.embed(t), sinusoidal_positional_encoding(t, 6, base=1000.0))
+    net = TinyUNet((8, 8, 8), T=100, emb_dim=16)
+    np.testing.assert_allclose(net.time_codes[torch.from_numpy(t)].numpy(),
+                               sinusoidal_positional_encoding(t, 16, base=1000.0), rtol=0, atol=1e-6)
+    assert "time_codes" not in net.state_dict()          # derived from T, not saved with the weights
 
 
 def test_tiny_unet_and_train_ddpm():
@@ -238,7 +247,7 @@ def test_train_denoiser_lowers_the_loss():
     (lambda: sampling_timesteps(10, 11), "1..10"),
     (lambda: ddim_sample(lambda x, t: x, NoiseSchedule(10), np.zeros((2, 2)), 5, eta=1.0), "draw_noise"),
     (lambda: energy_distance(np.zeros((5, 2)), np.zeros((5, 3))), "two samples"),
-    (lambda: timestep_embedding(np.arange(3), 5), "even"),
+    (lambda: DenoiserMLP(2, 4, 1, 5).embed(np.arange(3)), "even"),
     (lambda: DenoiserMLP(2, 4, 1, 4).forward(np.zeros((3, 3)), np.ones(3, int)), "shape"),
     (lambda: DenoiserMLP(2, 4, 1, 4, activation="swish"), "unknown activation"),
     (lambda: eps_mse_loss(np.zeros((2, 2)), np.zeros((2, 3))), "differ in shape"),

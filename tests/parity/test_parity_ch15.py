@@ -1,8 +1,10 @@
-"""Chapter 15 (sequence generation): hand-written backward passes against torch.autograd, BLEU by hand,
-n-gram normalisation, beam search against brute force, sampling filters, and bad input.
+"""Chapter 15 (sequence generation): the attention decoder step's backward against torch.autograd, BLEU by hand,
+n-gram normalisation, greedy decoding (chapter 8b's loop around a PyTorch model), beam search against brute
+force, sampling filters, and bad input.
 
-Everything tested here is imported from ``nndl_helpers.chapters.ch15``, the module exported from the notebook's
-``#@save`` cells, so the tests check the code the notebook teaches.
+Everything tested here is imported from ``nndl_helpers.chapters.ch15`` / ``ch15_torch``, the modules exported
+from the notebook's ``#@save`` cells, so the tests check the code the notebook teaches. The additive attention
+the decoder step is built on is chapter 8a's (its own parity tests are in test_parity_ch08.py).
 """
 import itertools
 import math
@@ -13,12 +15,11 @@ import torch
 import torch.nn.functional as F
 
 import nndl_helpers as nh
-from nndl_helpers.chapters.ch15 import NGramLM, SeqVocab, additive_attention_backward, additive_attention_forward, attention_decoder_step_backward, attention_decoder_step_forward, corpus_bleu, masked_softmax, sentence_bleu, split_by_source, tokenize_chars, tokenize_words
-from nndl_helpers.chapters.ch15_torch import pad_batch
-from nndl_helpers.chapters.ch15_torch import AdditiveAttention, AttentionSeq2Seq, TransformerSeq2Seq, beam_search, filter_logits, greedy_decode, sample_decode, translate
+from nndl_helpers.chapters.ch08a import additive_attention_forward
+from nndl_helpers.chapters.ch15 import DECODER_PARAMS, NGramLM, SeqVocab, attention_decoder_step_backward, attention_decoder_step_forward, corpus_bleu, filter_logits, sentence_bleu, split_by_source, tokenize_chars, tokenize_words
+from nndl_helpers.chapters.ch15_torch import AdditiveAttention, AttentionSeq2Seq, TransformerSeq2Seq, ban_tokens, beam_search, pad_batch, sample_decode, seq2seq_greedy_decode, translate
 
 TOL = 1e-6
-ATT_SHAPES = [(1, 1, 1, 1, 1, 1), (2, 3, 4, 5, 6, 7), (3, 7, 2, 3, 5, 4), (5, 4, 9, 8, 3, 11)]  # N, S, Dq, Dk, Dv, A
 
 
 def t_attention(q, K, V, Wq, Wk, w, mask=None):
@@ -33,49 +34,6 @@ def random_mask(rng, N, S):
     lengths = rng.integers(1, S + 1, size=N)
     lengths[0] = 1                                    # a one-token source: alpha = 1, de = 0
     return np.arange(S)[None, :] < lengths[:, None]
-
-
-@pytest.mark.parametrize("shape", ATT_SHAPES)
-@pytest.mark.parametrize("use_mask", [False, True])
-@pytest.mark.parametrize("with_dalpha", [False, True])
-def test_additive_attention_backward(shape, use_mask, with_dalpha):
-    N, S, Dq, Dk, Dv, A = shape
-    rng = np.random.default_rng(sum(shape) + use_mask)
-    x = {"q": rng.normal(size=(N, Dq)), "K": rng.normal(size=(N, S, Dk)), "V": rng.normal(size=(N, S, Dv)),
-         "Wq": rng.normal(size=(Dq, A)) * 0.5, "Wk": rng.normal(size=(Dk, A)) * 0.5, "w": rng.normal(size=A)}
-    mask = random_mask(rng, N, S) if use_mask else None
-    dc, dalpha = rng.normal(size=(N, Dv)), rng.normal(size=(N, S))
-    c, alpha, cache = additive_attention_forward(**x, mask=mask)
-    grads = dict(zip(["q", "K", "V", "Wq", "Wk", "w"],
-                     additive_attention_backward(dc, cache, dalpha if with_dalpha else None)))
-    tmask = None if mask is None else torch.as_tensor(mask)
-
-    def torch_fn(**t):
-        c_t, alpha_t = t_attention(**t, mask=tmask)
-        out = (c_t * torch.as_tensor(dc)).sum()
-        return out + ((alpha_t * torch.as_tensor(dalpha)).sum() if with_dalpha else 0)
-
-    ref = nh.autograd_gradients(torch_fn, x, wrt=list(grads))
-    for k in grads:
-        assert nh.rel_error(grads[k], ref[k]) < TOL, k
-    c_ref, alpha_ref = t_attention(**{k: torch.as_tensor(v) for k, v in x.items()}, mask=tmask)
-    assert np.allclose(c, c_ref.numpy()) and np.allclose(alpha, alpha_ref.numpy())
-    if mask is not None:
-        assert (alpha[~mask] == 0).all()
-        assert (grads["K"][~mask] == 0).all() and (grads["V"][~mask] == 0).all()
-
-
-def test_attention_centred_differences():
-    rng = np.random.default_rng(3)
-    x = {"q": rng.normal(size=(2, 3)), "K": rng.normal(size=(2, 4, 3)), "V": rng.normal(size=(2, 4, 2)),
-         "Wq": rng.normal(size=(3, 5)), "Wk": rng.normal(size=(3, 5)), "w": rng.normal(size=5)}
-    mask = np.array([[1, 1, 1, 0], [1, 1, 0, 0]], dtype=bool)
-    dc = rng.normal(size=(2, 2))
-    _, _, cache = additive_attention_forward(**x, mask=mask)
-    grads = dict(zip(x, additive_attention_backward(dc, cache)))
-    for k in x:
-        num = nh.numerical_gradient_array(lambda: additive_attention_forward(**x, mask=mask)[0], x[k], dc)
-        assert nh.rel_error(num, grads[k]) < 1e-5, k
 
 
 def t_decoder_step(x, h_prev, enc, mask, Wq, Wk, w, Wx, Wh, bx, bh, W_out, b_out):
@@ -100,42 +58,35 @@ def decoder_inputs(rng, N, S, E, H, A, V):
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1, 1, 2), (2, 3, 4, 5, 6, 7), (4, 6, 3, 7, 5, 13)])  # N, S, E, H, A, V
-def test_attention_decoder_step_backward(shape):
+@pytest.mark.parametrize("last_step", [False, True])
+def test_attention_decoder_step_backward(shape, last_step):
     rng = np.random.default_rng(sum(shape))
     N, S = shape[:2]
     inputs, params = decoder_inputs(rng, *shape)
     mask = random_mask(rng, N, S)
     dlogits, dh = rng.normal(size=(N, shape[-1])), rng.normal(size=(N, shape[3]))
     logits, h, alpha, cache = attention_decoder_step_forward(**inputs, mask=mask, params=params)
-    grads = attention_decoder_step_backward(dlogits, dh, cache)
+    grads = attention_decoder_step_backward(dlogits, None if last_step else dh, cache)   # None: no later step
+    assert set(grads) == set(DECODER_PARAMS) | {"x", "h_prev", "enc"}     # keyed like params + the array inputs
 
     def torch_fn(**t):
         z, h_t = t_decoder_step(mask=torch.as_tensor(mask), **t)
-        return (z * torch.as_tensor(dlogits)).sum() + (h_t * torch.as_tensor(dh)).sum()
+        return (z * torch.as_tensor(dlogits)).sum() + (0 if last_step else (h_t * torch.as_tensor(dh)).sum())
 
     all_inputs = {**inputs, **params}
     ref = nh.autograd_gradients(torch_fn, all_inputs, wrt=list(all_inputs))
     for k in all_inputs:
         assert nh.rel_error(grads[k], ref[k]) < TOL, k
-    assert (grads["enc"][~mask] == 0).all()
+    assert (grads["enc"][~mask] == 0).all() and (alpha[~mask] == 0).all()
+    z_ref, h_ref = t_decoder_step(mask=torch.as_tensor(mask), **{k: torch.as_tensor(v) for k, v in all_inputs.items()})
+    assert np.allclose(logits, z_ref.numpy()) and np.allclose(h, h_ref.numpy())
 
 
-def test_query_gradient_sums_over_every_key_position():
-    """q is broadcast to all S key positions, so dq must add up the contributions of every position.
-
-    With Wq = Wk the score of position s depends on q + k_s only, hence dq = sum_s dK[:, s] exactly:
-    a backward that kept one position, or averaged them, fails this and the comparison with autograd.
-    """
-    rng = np.random.default_rng(0)
-    W = rng.normal(size=(3, 5))
-    x = {"q": rng.normal(size=(2, 3)), "K": rng.normal(size=(2, 4, 3)), "V": rng.normal(size=(2, 4, 2)),
-         "Wq": W, "Wk": W.copy(), "w": rng.normal(size=5)}
-    dc = rng.normal(size=(2, 2))
-    _, _, cache = additive_attention_forward(**x)
-    dq, dK = additive_attention_backward(dc, cache)[:2]
-    np.testing.assert_allclose(dq, dK.sum(axis=1), rtol=1e-10, atol=1e-12)
-    ref = nh.autograd_gradients(lambda **t: (t_attention(**t)[0] * torch.as_tensor(dc)).sum(), x, wrt=["q"])["q"]
-    assert nh.rel_error(dq, ref) < TOL
+def test_attention_decoder_step_rejects_an_empty_source():
+    inputs, params = decoder_inputs(np.random.default_rng(0), 2, 3, 4, 5, 6, 7)
+    mask = np.array([[True, True, False], [False, False, False]])
+    with pytest.raises(ValueError, match="no real"):
+        attention_decoder_step_forward(**inputs, mask=mask, params=params)
 
 
 def test_torch_module_matches_numpy():
@@ -147,15 +98,6 @@ def test_torch_module_matches_numpy():
     c, a, _ = additive_attention_forward(q, K, K, att.W_q.weight.detach().numpy().T,
                                          att.W_k.weight.detach().numpy().T, att.w.weight.detach().numpy()[0], mask)
     assert np.allclose(c, c_t.detach().numpy()) and np.allclose(a, a_t.detach().numpy())
-
-
-def test_masked_softmax_errors():
-    with pytest.raises(ValueError, match="no real"):
-        masked_softmax(np.zeros((2, 3)), np.array([[1, 0, 0], [0, 0, 0]], dtype=bool))
-    with pytest.raises(ValueError, match="shape"):
-        masked_softmax(np.zeros((2, 3)), np.ones((2, 4), dtype=bool))
-    big = masked_softmax(np.array([[1e4, -1e4, 3.0]]), np.array([[True, True, False]]))
-    assert np.isfinite(big).all() and big[0, 0] == 1.0
 
 
 # ---- BLEU ------------------------------------------------------------------------------------------
@@ -254,7 +196,7 @@ def test_beam_search_exhaustive_equals_brute_force(seed):
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_beam_width_one_is_greedy(seed):
     model = MarkovModel(6, seed)
-    greedy, _ = greedy_decode(model, torch.zeros(1, 2, dtype=torch.long), torch.tensor([2]), 2, 3, 8)
+    greedy, _ = seq2seq_greedy_decode(model, torch.zeros(1, 2, dtype=torch.long), torch.tensor([2]), 2, 3, 8)
     assert beam_search(model, [0, 1], 1, 2, 3, 8)[0][0] == greedy[0]
 
 
@@ -262,7 +204,7 @@ def test_beam_search_on_real_models():
     torch.manual_seed(0)
     for model in (AttentionSeq2Seq(7, 9, 4, 5), TransformerSeq2Seq(7, 9, 8, 2, 1, 16)):
         src = torch.tensor([[4, 5, 3, 1], [6, 3, 1, 1]])
-        greedy, _ = greedy_decode(model, src, torch.tensor([3, 2]), 2, 3, 5)
+        greedy, _ = seq2seq_greedy_decode(model, src, torch.tensor([3, 2]), 2, 3, 5)
         for i, ids in enumerate(([4, 5, 3], [6, 3])):
             assert beam_search(model, ids, 1, 2, 3, 5)[0][0] == greedy[i]   # padding does not change the result
             hyps = beam_search(model, ids, 3, 2, 3, 5)
@@ -272,12 +214,49 @@ def test_beam_search_on_real_models():
 def test_banned_tokens_are_never_produced():
     model = MarkovModel(6, 5)
     banned = (0, 1)
-    greedy, _ = greedy_decode(model, torch.zeros(3, 1, dtype=torch.long), torch.tensor([1, 1, 1]), 2, 3, 6, banned)
+    greedy, _ = seq2seq_greedy_decode(model, torch.zeros(3, 1, dtype=torch.long), torch.tensor([1, 1, 1]), 2, 3, 6, banned)
     beams = beam_search(model, [0], 4, 2, 3, 6, banned=banned)
     samples = [sample_decode(model, [0], 2, 3, 6, 1.5, rng=np.random.default_rng(i), banned=banned) for i in range(20)]
     for ids in greedy + [h[0] for h in beams] + samples:
         assert not set(ids) & set(banned)
     assert beam_search(model, [0], 1, 2, 3, 6, banned=banned)[0][0] == greedy[0]
+
+
+@torch.no_grad()
+def greedy_reference(model, src, src_len, bos_id, eos_id, max_len, banned=()):
+    """The loop seq2seq_greedy_decode replaced, written out: argmax of every step, all rows until each has <eos>."""
+    model.eval()
+    state = model.encode(src, src_len)
+    y = torch.full((src.shape[0],), bos_id, dtype=torch.long)
+    done = torch.zeros(src.shape[0], dtype=torch.bool)
+    outputs, alphas = [], []
+    for _ in range(max_len):
+        logits, state = model.step(y, state)
+        y = ban_tokens(logits, banned).argmax(dim=-1)
+        outputs.append(y)
+        if "alpha" in state:
+            alphas.append(state["alpha"])
+        done |= y == eos_id
+        if bool(done.all()):
+            break
+    ids = torch.stack(outputs, dim=1).tolist()
+    return [row[:row.index(eos_id)] if eos_id in row else row for row in ids], (torch.stack(alphas, 1) if alphas else None)
+
+
+@pytest.mark.parametrize("banned", [(), (0, 1, 2)])
+def test_greedy_decode_equals_the_plain_loop(banned):
+    torch.manual_seed(0)
+    src, src_len = torch.tensor([[4, 5, 6, 3], [6, 3, 1, 1], [5, 3, 1, 1]]), torch.tensor([4, 2, 2])
+    for model in (MarkovModel(9, 0), AttentionSeq2Seq(7, 9, 4, 5), TransformerSeq2Seq(7, 9, 8, 2, 1, 16)):
+        for max_len in (1, 3, 12):
+            hyps, alphas = seq2seq_greedy_decode(model, src, src_len, 2, 3, max_len, banned)
+            ref_hyps, ref_alphas = greedy_reference(model, src, src_len, 2, 3, max_len, banned)
+            assert hyps == ref_hyps and all(len(h) <= max_len for h in hyps)
+            assert (alphas is None) == (ref_alphas is None)
+            if alphas is not None:                 # up to each row's <eos> (later steps of a finished row differ)
+                assert alphas.shape == ref_alphas.shape
+                for i, h in enumerate(hyps):
+                    assert torch.equal(alphas[i, :len(h) + 1], ref_alphas[i, :len(h) + 1])
 
 
 def test_filter_logits():
@@ -311,6 +290,16 @@ def test_tokenizers_vocab_and_split():
     assert not {tuple(s) for s, _ in train} & {tuple(s) for s, _ in test}
     with pytest.raises(ValueError):
         split_by_source(groups, 0.0, np.random.default_rng(0))
+
+
+def test_transformer_positions_are_chapter_8a_encoding():
+    """Interleaved layout P[t, 2i] = sin(t / 10000^(2i/d)), P[t, 2i+1] = cos(...), as before the move to ch08a."""
+    model = TransformerSeq2Seq(5, 5, 8, 2, 1, 16, max_len=6)
+    t, i = np.arange(6)[:, None], np.arange(0, 8, 2)[None, :]
+    expected = np.zeros((6, 8))
+    expected[:, 0::2], expected[:, 1::2] = np.sin(t / 10000 ** (i / 8)), np.cos(t / 10000 ** (i / 8))
+    assert model.positions.dtype == torch.float32
+    assert torch.equal(model.positions, torch.tensor(expected, dtype=torch.float32))
 
 
 def test_transformer_rejects_too_long():

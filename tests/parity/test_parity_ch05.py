@@ -1,9 +1,9 @@
-"""Parity tests for notebooks/05_convolutional_networks.ipynb.
+"""Parity tests for notebooks/05a_convolution.ipynb (ch05a) and 05b_modern_cnns.ipynb (ch05b).
 
-Every NumPy forward and backward the notebook teaches (convolution and max / average pooling, each
-with loops and vectorised, and the whole LeNet-5) is compared with PyTorch and torch.autograd on the
-same float64 inputs: random shapes, odd sizes, stride > 1, padding and dilation. Bad input must
-raise a ValueError that names the shapes.
+Every NumPy forward and backward the two notebooks teach (convolution and max / average pooling, each
+with loops and vectorised, the whole LeNet-5, and the residual block) is compared with PyTorch and
+torch.autograd on the same float64 inputs: random shapes, odd sizes, stride > 1, padding and dilation.
+Bad input must raise a ValueError that names the shapes.
 """
 import numpy as np
 import pytest
@@ -11,10 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from nndl_helpers import rel_error
-from nndl_helpers.chapters.ch05 import (LeNet5, avg_pool_backward, avg_pool_backward_naive, avg_pool_forward,
-                               avg_pool_forward_naive, conv2d_backward, conv2d_backward_naive, conv2d_forward,
-                               conv2d_forward_naive, conv_output_size, max_pool_backward, max_pool_backward_naive,
-                               max_pool_forward, max_pool_forward_naive)
+from nndl_helpers.chapters.ch05a import (LeNet5, avg_pool_backward, avg_pool_backward_naive, avg_pool_forward,
+                                         avg_pool_forward_naive, check_images, conv2d_backward, conv2d_backward_naive,
+                                         conv2d_forward, conv2d_forward_naive, conv_output_size, lenet5_params,
+                                         max_pool_backward, max_pool_backward_naive, max_pool_forward,
+                                         max_pool_forward_naive)
+from nndl_helpers.chapters.ch05a_torch import copy_lenet_params, lenet5_torch
+from nndl_helpers.chapters.ch05b import residual_block_backward, residual_block_forward, residual_block_params
 
 TOL = 1e-6
 CONV = {"naive": (conv2d_forward_naive, conv2d_backward_naive), "vectorised": (conv2d_forward, conv2d_backward)}
@@ -160,8 +163,30 @@ def test_lenet5_gradients_match_autograd():
     ref_loss = F.cross_entropy(a @ p["W5"] + p["b5"], torch.tensor(y))
     ref_loss.backward()
     assert abs(loss - ref_loss.item()) < 1e-10
+    assert set(grads) == set(model.params)
     for k in params:
         assert rel_error(grads[k], params[k].grad.numpy()) < TOL, k
+    scores, cache = model.forward(x)                       # the model convention: forward + backward = loss
+    assert rel_error(model(x, batch_size=2), scores) < 1e-12
+    assert np.array_equal(model.predict(x), scores.argmax(axis=1))
+
+
+def test_lenet5_initialisation_is_he_and_seeded():
+    p = lenet5_params(seed=0, dtype=np.float64)
+    assert p["W1"].shape == (6, 1, 5, 5) and p["W3"].shape == (400, 120) and p["b5"].shape == (10,)
+    rng = np.random.default_rng(0)
+    expected = np.sqrt(2.0 / 25) * rng.standard_normal((6, 1, 5, 5))  # He: N(0, 2 / fan_in), fan_in = C_in k k
+    assert rel_error(p["W1"], expected) < 1e-12
+    assert np.array_equal(LeNet5(seed=0).params["W2"], lenet5_params(seed=0)["W2"])
+    assert LeNet5(seed=0).params["W2"].dtype == np.float32
+
+
+def test_lenet5_bad_input_raises():
+    model = LeNet5(seed=0)
+    with pytest.raises(ValueError, match=r"LeNet5: X: expected images of shape \(N, 1, 28, 28\), got shape \(2, 3, 28, 28\)"):
+        model.forward(np.zeros((2, 3, 28, 28), np.float32))
+    with pytest.raises(ValueError, match=r"reshape flat rows with x.reshape\(-1, 1, 28, 28\)"):
+        model(np.zeros((2, 784), np.float32))
 
 
 def test_a_wrong_convolution_is_caught():
@@ -190,8 +215,10 @@ def test_conv2d_bad_input_raises(forward):
     forward(x, np.zeros((8, 3, 7, 7)), np.zeros(8), padding=1)      # fits once padded: no error
     with pytest.raises(ValueError, match=r"b has shape \(7,\)"):
         forward(x, np.zeros((8, 3, 3, 3)), np.zeros(7))
-    with pytest.raises(ValueError, match=r"x must be 4-D"):
+    with pytest.raises(ValueError, match=r"x: expected a 4-D batch of images \(N, C, H, W\), got shape \(3, 5, 5\)"):
         forward(np.zeros((3, 5, 5)), np.zeros((8, 3, 3, 3)), np.zeros(8))
+    with pytest.raises(ValueError, match=r"x: expected a floating dtype"):
+        forward(x.astype(np.int64), np.zeros((8, 3, 3, 3)), np.zeros(8))
     with pytest.raises(ValueError, match=r"stride >= 1"):
         forward(x, np.zeros((8, 3, 3, 3)), np.zeros(8), stride=0)
 
@@ -200,5 +227,120 @@ def test_conv2d_bad_input_raises(forward):
 def test_pool_bad_input_raises(forward):
     with pytest.raises(ValueError, match=r"4x4 window .* larger than the padded input 3x3 \(x.shape=\(1, 1, 3, 3\)"):
         forward(np.zeros((1, 1, 3, 3)), 4)
-    with pytest.raises(ValueError, match=r"x must be 4-D"):
+    with pytest.raises(ValueError, match=r"x: expected a 4-D batch of images"):
         forward(np.zeros((3, 3)), 2)
+    with pytest.raises(ValueError, match=r"x: expected at least one image"):
+        forward(np.zeros((0, 1, 4, 4)), 2)
+
+
+# ---- check_images: the course's one validator of image batches (NumPy arrays and tensors alike) ----
+@pytest.mark.parametrize("make", [np.zeros, lambda shape: torch.zeros(shape, dtype=torch.float32)], ids=["numpy", "torch"])
+def test_check_images_accepts_and_returns_unchanged(make):
+    x = make((3, 1, 28, 28))
+    assert check_images(x) is x
+    assert check_images(x, "X", channels=1, size=(28, 28), value_range=(0, 1)) is x
+    assert check_images(x, channels=1, size=[28, 28]) is x
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+@pytest.mark.parametrize("shape,dtype,kw,message", [
+    ((3, 28, 28), "float32", {}, r"images: expected a 4-D batch of images \(N, C, H, W\), got shape \(3, 28, 28\); "
+                                 r"add the channel axis"),
+    ((3, 784), "float32", {"channels": 1, "size": (28, 28)}, r"reshape flat rows with x.reshape\(-1, 1, 28, 28\)"),
+    ((0, 1, 28, 28), "float32", {}, r"at least one image .* got shape \(0, 1, 28, 28\)"),
+    ((3, 3, 28, 28), "float32", {"channels": 1}, r"expected images of shape \(N, 1, H, W\), got shape \(3, 3, 28, 28\)"),
+    ((3, 1, 32, 32), "float32", {"size": (28, 28)}, r"expected images of shape \(N, C, 28, 28\), got shape \(3, 1, 32, 32\)"),
+    ((3, 1, 28, 28), "uint8", {}, r"expected a floating dtype .*uint8 with shape \(3, 1, 28, 28\)"),
+    ((3, 1, 28, 28), "int64", {}, r"expected a floating dtype"),
+])
+def test_check_images_rejects(lib, shape, dtype, kw, message):
+    x = np.zeros(shape, dtype=dtype) if lib == "numpy" else torch.zeros(shape, dtype=getattr(torch, dtype))
+    with pytest.raises(ValueError, match=message):
+        check_images(x, "images", **kw)
+
+
+def test_check_images_value_range_and_non_arrays():
+    for x in (np.full((2, 1, 4, 4), 2.0), torch.full((2, 1, 4, 4), 2.0)):
+        with pytest.raises(ValueError, match=r"X: expected values in \[0, 1\], got \[2, 2\]"):
+            check_images(x, "X", value_range=(0, 1))
+    with pytest.raises(ValueError, match=r"x: expected an array or tensor of images .* got a list"):
+        check_images([[[[0.0]]]])
+
+
+def test_lenet5_torch_twin_computes_the_same_scores():
+    model = LeNet5(seed=2, dtype=np.float64)
+    x = np.random.default_rng(6).standard_normal((3, 1, 28, 28))
+    twin = copy_lenet_params(model.params, lenet5_torch().double())
+    with torch.no_grad():
+        assert rel_error(model(x), twin(torch.tensor(x)).numpy()) < 1e-10
+
+
+# ---- the residual block of notebook 05b: y = relu(x + conv2(relu(conv1(x)))) ----
+def residual_block_torch(x, W1, b1, W2, b2, shortcut=True):
+    pad = W1.shape[-1] // 2
+    f = F.conv2d(F.relu(F.conv2d(x, W1, b1, padding=pad)), W2, b2, padding=pad)
+    return F.relu(x + f if shortcut else f)
+
+
+# (N, C, H, W, hidden, kernel size)
+RESIDUAL_CASES = [(2, 3, 6, 5, 3, 3), (1, 2, 5, 7, 4, 3), (3, 4, 4, 4, 2, 3), (2, 2, 7, 6, 3, 5), (1, 1, 3, 3, 1, 1)]
+
+
+@pytest.mark.parametrize("shortcut", [True, False], ids=["residual", "plain"])
+@pytest.mark.parametrize("case", RESIDUAL_CASES, ids=lambda c: "N{}C{}H{}W{}-hidden{}-k{}".format(*c))
+def test_residual_block_matches_autograd(case, shortcut):
+    N, C, H, W, hidden, k = case
+    rng = np.random.default_rng(sum(case))
+    params = residual_block_params(C, rng, hidden=hidden, kernel_size=k)
+    params["b1"], params["b2"] = rng.standard_normal(hidden), rng.standard_normal(C)
+    x = rng.standard_normal((N, C, H, W))
+    y, cache = residual_block_forward(x, params, shortcut=shortcut)
+    dy = rng.standard_normal(y.shape)
+    grads = residual_block_backward(dy, cache)
+    assert set(grads) == {"x", "W1", "b1", "W2", "b2"}
+    names = ["x", "W1", "b1", "W2", "b2"]
+    ref_y, ref_grads = torch_forward_backward(
+        lambda *t: residual_block_torch(*t, shortcut=shortcut), dy, x, *(params[n] for n in names[1:]))
+    assert rel_error(y, ref_y) < TOL
+    for name, ref in zip(names, ref_grads):
+        assert rel_error(grads[name], ref) < TOL, name
+
+
+def test_residual_block_with_a_zero_branch_is_the_identity_on_relu_outputs():
+    """f = 0: y = relu(x), and the shortcut hands the gradient down unchanged where x > 0."""
+    rng = np.random.default_rng(7)
+    params = residual_block_params(3, rng)
+    params["W2"][:] = 0.0
+    x = np.maximum(rng.standard_normal((2, 3, 5, 5)), 0)
+    y, cache = residual_block_forward(x, params)
+    dy = rng.standard_normal(y.shape)
+    grads = residual_block_backward(dy, cache)
+    assert np.array_equal(y, x)
+    assert np.array_equal(grads["x"], dy * (x > 0))
+    assert np.abs(grads["W2"]).sum() > 0                   # the zero branch still learns
+    plain = residual_block_backward(dy, residual_block_forward(x, params, shortcut=False)[1])
+    assert np.abs(plain["x"]).max() == 0                   # without the shortcut no gradient gets through
+
+
+def test_residual_block_params_are_he_and_seeded():
+    p = residual_block_params(4, np.random.default_rng(0), hidden=6)
+    assert p["W1"].shape == (6, 4, 3, 3) and p["W2"].shape == (4, 6, 3, 3)
+    assert p["b1"].shape == (6,) and p["b2"].shape == (4,) and not p["b1"].any()
+    expected = np.sqrt(2.0 / (4 * 9)) * np.random.default_rng(0).standard_normal((6, 4, 3, 3))
+    assert rel_error(p["W1"], expected) < 1e-12          # He: N(0, 2 / fan_in), fan_in = C_in k k
+    q = residual_block_params(4, np.random.default_rng(0), hidden=6, gain=1.0, dtype=np.float32)
+    assert q["W1"].dtype == np.float32 and rel_error(q["W1"], p["W1"] / np.sqrt(2.0)) < 1e-6
+
+
+def test_residual_block_bad_input_raises():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 3, 5, 5))
+    params = residual_block_params(3, rng)
+    with pytest.raises(ValueError, match=r"W2 must be \(3, 3, 3, 3\) to map the 3 hidden maps back to the 3 channels of x .* got shape \(4, 3, 3, 3\)"):
+        residual_block_forward(x, {**params, "W2": np.zeros((4, 3, 3, 3)), "b2": np.zeros(4)})
+    with pytest.raises(ValueError, match=r"W1 must be \(C_mid, C, k, k\) with k odd .* got shape \(3, 3, 2, 2\)"):
+        residual_block_forward(x, {**params, "W1": np.zeros((3, 3, 2, 2))})
+    with pytest.raises(ValueError, match=r"residual_block_forward: W1: x has 2 channels .* but W expects 3"):
+        residual_block_forward(x[:, :2], params)
+    with pytest.raises(ValueError, match=r"residual_block_forward: x: expected a 4-D batch of images"):
+        residual_block_forward(x[0], params)

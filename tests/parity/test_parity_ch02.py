@@ -12,10 +12,10 @@ from nndl_helpers.chapters.ch02 import (
     fit_polynomial_ridge,
     least_squares,
     minibatch_sgd,
-    mse_loss,
+    linear_regression_loss,
     polynomial_features,
     ridge_closed_form,
-    ridge_loss,
+    ridge_regression_loss,
     standardize,
 )
 
@@ -38,9 +38,9 @@ def torch_mse(X, y, w, b):
 
 @pytest.mark.parametrize("n,d", SHAPES)
 @pytest.mark.parametrize("seed", [0, 1])
-def test_mse_loss_matches_autograd(n, d, seed):
+def test_linear_regression_loss_matches_autograd(n, d, seed):
     X, y, w, b = make_problem(n, d, seed)
-    loss, dw, db = mse_loss(X, y, w, b)
+    loss, dw, db = linear_regression_loss(X, y, w, b)
     ref = nh.autograd_gradients(torch_mse, {"X": X, "y": y, "w": w, "b": np.array(b)}, wrt=["w", "b"])
     assert nh.rel_error(dw, ref["w"]) < TOL
     assert nh.rel_error(db, ref["b"]) < TOL
@@ -50,36 +50,37 @@ def test_mse_loss_matches_autograd(n, d, seed):
 
 @pytest.mark.parametrize("n,d", SHAPES)
 @pytest.mark.parametrize("lam", [0.0, 1e-3, 0.7, 25.0])
-def test_ridge_loss_matches_autograd(n, d, lam):
+def test_ridge_regression_loss_matches_autograd(n, d, lam):
     X, y, w, b = make_problem(n, d, seed=n + d)
 
     def torch_ridge(X, y, w, b):
         return torch_mse(X, y, w, b) + lam * (w @ w)
 
-    loss, dw, db = ridge_loss(X, y, w, b, lam)
+    loss, dw, db = ridge_regression_loss(X, y, w, b, lam)
     ref = nh.autograd_gradients(torch_ridge, {"X": X, "y": y, "w": w, "b": np.array(b)}, wrt=["w", "b"])
     assert nh.rel_error(dw, ref["w"]) < TOL
     assert nh.rel_error(db, ref["b"]) < TOL
-    assert loss == pytest.approx(mse_loss(X, y, w, b)[0] + lam * w @ w, rel=1e-12)
+    assert loss == pytest.approx(linear_regression_loss(X, y, w, b)[0] + lam * w @ w, rel=1e-12)
 
 
-def test_mse_loss_matches_centred_differences():
+def test_linear_regression_loss_matches_centred_differences():
     X, y, w, b = make_problem(9, 4, seed=3)
     b_arr = np.array([b])
-    _, dw, db = mse_loss(X, y, w, b)
-    num_w = nh.numerical_gradient(lambda: mse_loss(X, y, w, b_arr[0])[0], w)
-    num_b = nh.numerical_gradient(lambda: mse_loss(X, y, w, b_arr[0])[0], b_arr)
+    _, dw, db = linear_regression_loss(X, y, w, b)
+    num_w = nh.numerical_gradient(lambda: linear_regression_loss(X, y, w, b_arr[0])[0], w)
+    num_b = nh.numerical_gradient(lambda: linear_regression_loss(X, y, w, b_arr[0])[0], b_arr)
     assert nh.rel_error(num_w, dw) < TOL and nh.rel_error(num_b, [db]) < TOL
 
 
 def test_mse_gradient_has_no_half_factor():
-    """mse_loss uses mean(r²), like torch.nn.MSELoss, not NNDL's ½ mean(r²): loss and gradient must agree on it.
+    """linear_regression_loss uses mean(r²), like torch.nn.MSELoss, not NNDL's ½ mean(r²): loss and gradient
+    must agree on it.
 
     Against autograd of the ½ convention the same gradients are off by a factor 2, a relative error
     of exactly 1/3, far above TOL: the parity check tells the two conventions apart.
     """
     X, y, w, b = make_problem(11, 3, seed=4)
-    loss, dw, db = mse_loss(X, y, w, b)
+    loss, dw, db = linear_regression_loss(X, y, w, b)
     inputs = {"X": X, "y": y, "w": w, "b": np.array(b)}
     residual = X @ w + b - y
     assert loss == pytest.approx(np.mean(residual ** 2), rel=1e-12)
@@ -95,11 +96,20 @@ def test_mse_gradient_has_no_half_factor():
     assert nh.rel_error(db, half["b"]) == pytest.approx(1 / 3)
 
 
-def test_mse_loss_is_exact_for_huge_values():
+@pytest.mark.parametrize("X_shape,y_shape,w_shape", [((5,), (5,), (1,)), ((5, 2), (4,), (2,)),
+                                                     ((5, 2), (5, 1), (2,)), ((5, 2), (5,), (3,))])
+def test_linear_regression_loss_names_the_shapes_it_rejects(X_shape, y_shape, w_shape):
+    with pytest.raises(ValueError, match=r"expected X \(N, D\), y \(N,\), w \(D,\)"):
+        linear_regression_loss(np.ones(X_shape), np.ones(y_shape), np.ones(w_shape), 0.0)
+    with pytest.raises(ValueError, match="linear_regression_loss"):
+        ridge_regression_loss(np.ones(X_shape), np.ones(y_shape), np.ones(w_shape), 0.0, 0.1)
+
+
+def test_linear_regression_loss_is_exact_for_huge_values():
     """No overflow or cancellation problems at large but finite magnitudes (float64)."""
     X, y, w, b = make_problem(6, 2, seed=5)
     X, y = X * 1e100, y * 1e100
-    loss, dw, db = mse_loss(X, y, w, b)
+    loss, dw, db = linear_regression_loss(X, y, w, b)
     assert np.isfinite(loss) and np.all(np.isfinite(dw)) and np.isfinite(db)
     ref = nh.autograd_gradients(torch_mse, {"X": X, "y": y, "w": w, "b": np.array(b)}, wrt=["w", "b"])
     assert nh.rel_error(dw, ref["w"]) < TOL
@@ -116,7 +126,7 @@ def test_least_squares_solves_the_normal_equations(n, d):
     w_ref = np.linalg.solve(X_hat.T @ X_hat, X_hat.T @ y)
     np.testing.assert_allclose(np.append(w, b), w_ref, rtol=1e-9, atol=1e-10)
     # the optimum: the hand-written gradient vanishes there
-    _, dw, db = mse_loss(X, y, w, b)
+    _, dw, db = linear_regression_loss(X, y, w, b)
     assert np.abs(dw).max() < 1e-10 and abs(db) < 1e-10
 
 
@@ -137,7 +147,7 @@ def test_least_squares_recovers_a_noise_free_model_and_handles_rank_deficiency()
 def test_ridge_closed_form_is_where_the_gradient_vanishes(n, d, lam):
     X, y, _, _ = make_problem(n, d, seed=8)
     w, b = ridge_closed_form(X, y, lam)
-    _, dw, db = ridge_loss(X, y, w, b, lam)
+    _, dw, db = ridge_regression_loss(X, y, w, b, lam)
     scale = 1 + np.abs(X).max() * np.abs(y).max()
     assert np.abs(dw).max() < 1e-9 * scale and abs(db) < 1e-9 * scale
 
@@ -212,14 +222,14 @@ def test_minibatch_sgd_full_batch_is_gradient_descent_and_reaches_the_closed_for
     X, y, _, _ = make_problem(40, 3, seed=14)
     X = standardize(X)[0]
     w0, b0 = np.zeros(3), 0.0
-    (w, b), losses = minibatch_sgd(mse_loss, [w0, b0], X, y, lr=0.1, batch_size=len(X), epochs=3)
+    (w, b), losses = minibatch_sgd(linear_regression_loss, [w0, b0], X, y, lr=0.1, batch_size=len(X), epochs=3)
     w_ref, b_ref = w0.copy(), b0
     for _ in range(3):                                     # the same three steps by hand
-        _, dw, db = mse_loss(X, y, w_ref, b_ref)
+        _, dw, db = linear_regression_loss(X, y, w_ref, b_ref)
         w_ref, b_ref = w_ref - 0.1 * dw, b_ref - 0.1 * db
     np.testing.assert_allclose(w, w_ref, rtol=1e-12)
     assert b == pytest.approx(b_ref) and len(losses) == 3 and np.all(w0 == 0)   # inputs not modified
-    (w, b), _ = minibatch_sgd(mse_loss, [w0, b0], X, y, lr=0.2, batch_size=len(X), epochs=300)
+    (w, b), _ = minibatch_sgd(linear_regression_loss, [w0, b0], X, y, lr=0.2, batch_size=len(X), epochs=300)
     w_ls, b_ls = least_squares(X, y)
     np.testing.assert_allclose(w, w_ls, atol=1e-8)
     assert b == pytest.approx(b_ls, abs=1e-8)
@@ -231,7 +241,7 @@ def test_minibatch_sgd_batches_and_reproducibility():
     _, losses = minibatch_sgd(lambda Xb, yb, w: (seen.append(len(yb)) or 0.0, np.zeros_like(w)),
                               [np.zeros(2)], X, y, lr=0.1, batch_size=5, epochs=2)
     assert seen == [5, 5, 5, 5, 3] * 2 and len(losses) == 10     # the last batch is the remainder
-    run = lambda: minibatch_sgd(mse_loss, [np.zeros(2), 0.0], X, y, lr=0.05, batch_size=4, epochs=2,
+    run = lambda: minibatch_sgd(linear_regression_loss, [np.zeros(2), 0.0], X, y, lr=0.05, batch_size=4, epochs=2,
                                 rng=np.random.default_rng(1))[0]
     a, b = run(), run()
     np.testing.assert_array_equal(a[0], b[0])
@@ -244,7 +254,7 @@ def test_minibatch_sgd_matches_a_torch_autograd_loop():
     momentum; the notebook compares with torch.optim.SGD itself (whose first call costs seconds of imports).
     """
     X, y, _, _ = make_problem(37, 4, seed=16)
-    (w, b), _ = minibatch_sgd(mse_loss, [np.zeros(4), 0.0], X, y, lr=0.01, batch_size=8, epochs=3,
+    (w, b), _ = minibatch_sgd(linear_regression_loss, [np.zeros(4), 0.0], X, y, lr=0.01, batch_size=8, epochs=3,
                               rng=np.random.default_rng(2))
     model = torch.nn.Linear(4, 1).double()
     torch.nn.init.zeros_(model.weight)

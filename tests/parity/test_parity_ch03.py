@@ -82,6 +82,23 @@ def test_linear_backward_with_a_weight_vector_and_scalar_bias(N, D):
         assert nh.rel_error(got, ref[name]) < TOL, name
 
 
+@pytest.mark.parametrize("X_shape,W_shape,b_shape,match", [
+    ((5,), (5, 2), (2,), "do not fit"), ((5, 3), (4, 2), (2,), "do not fit"), ((5, 3), (3, 2, 1), (2,), "do not fit"),
+    ((5, 3), (3, 2), (3,), "b has shape"), ((5, 3), (3,), (2,), "b has shape")])
+def test_linear_forward_names_the_shapes_it_rejects(X_shape, W_shape, b_shape, match):
+    with pytest.raises(ValueError, match=match):
+        linear_forward(np.ones(X_shape), np.ones(W_shape), np.ones(b_shape))
+
+
+def test_linear_backward_rejects_a_gradient_of_the_wrong_shape():
+    _, cache = linear_forward(np.ones((4, 3)), np.ones((3, 2)), np.zeros(2))
+    with pytest.raises(ValueError, match=r"dz has shape \(4, 3\), but z has shape \(4, 2\)"):
+        linear_backward(np.ones((4, 3)), cache)
+    _, cache = linear_forward(np.ones((4, 3)), np.ones(3), 0.0)
+    with pytest.raises(ValueError, match="dz has shape"):
+        linear_backward(np.ones((4, 1)), cache)
+
+
 # --------------------------------------------------------------------------- forward functions
 
 
@@ -332,6 +349,12 @@ def test_one_hot_accuracy_confusion_matrix():
     counts = confusion_matrix(y, scores.argmax(axis=1), 3)
     np.testing.assert_array_equal(counts, [[1, 0, 0], [0, 1, 0], [1, 0, 1]])
     assert counts.sum() == len(y)
+    with pytest.raises(ValueError, match="accuracy"):
+        accuracy(scores, y[:3])
+    with pytest.raises(ValueError, match=r"must lie in \[0, 3\)"):
+        confusion_matrix(y, np.array([0, 3, 1, 2]), 3)
+    with pytest.raises(ValueError, match="must both be"):
+        confusion_matrix(y, y[:2], 3)
 
 
 def test_module_matches_the_notebook():

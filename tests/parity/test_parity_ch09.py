@@ -1,8 +1,8 @@
 """Notebook 09's NumPy code (nndl_helpers.chapters.ch09) against torch.autograd and linear algebra, in float64.
 
 Every backward the notebook teaches is compared with autograd on random shapes, odd sizes
-included: the KL sparsity penalty on its own, and whole autoencoders (deep, sparse with L2,
-denoising with a corrupted input, several activations). PCA is compared with torch's
+included: the affine stack and the KL sparsity penalty on their own, and whole autoencoders
+(deep, sparse with L2, denoising with a corrupted input, several activations). PCA is compared with torch's
 eigen-decomposition, K-means with its defining properties. Bad input must fail with a ValueError.
 """
 import numpy as np
@@ -24,6 +24,8 @@ def torch_kl(a, rho):
 
 def torch_loss(model):
     """The autoencoder's loss written independently in torch, as a function of x, x_input and the params."""
+    sparsity_weight, l2_weight = getattr(model, "sparsity_weight", 0.0), getattr(model, "l2", 0.0)
+
     def loss_fn(x, x_input, **params):
         n_layers = len(model.sizes) - 1
         n_hidden = (n_layers - 2) // 2
@@ -32,11 +34,39 @@ def torch_loss(model):
         a, penalty = x_input, 0.0
         for l in range(1, n_layers + 1):
             a = TORCH_ACTIVATIONS[acts[l - 1]](a @ params[f"W{l}"] + params[f"b{l}"])
-            if l == n_hidden + 1 and model.sparsity_weight:
-                penalty = model.sparsity_weight * torch_kl(a, model.sparsity_target)
+            if l == n_hidden + 1 and sparsity_weight:
+                penalty = sparsity_weight * torch_kl(a, model.sparsity_target)
         l2 = sum((params[f"W{l}"] ** 2).sum() for l in range(1, n_layers + 1))
-        return 0.5 * ((a - x) ** 2).sum() / x.shape[0] + penalty + 0.5 * model.l2 * l2
+        return 0.5 * ((a - x) ** 2).sum() / x.shape[0] + penalty + 0.5 * l2_weight * l2
     return loss_fn
+
+
+@pytest.mark.parametrize("sizes, activations", [
+    ([3, 2], ["identity"]),
+    ([4, 5, 3, 2], ["tanh", "sigmoid", "identity"]),
+    ([2, 6, 6, 1], ["relu", "softplus", "sigmoid"]),
+])
+@pytest.mark.parametrize("first", [1, 3])
+def test_affine_stack_matches_autograd(sizes, activations, first):
+    rng = np.random.default_rng([len(sizes), first])
+    params = {}
+    for l, (m_in, m_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=first):
+        params[f"W{l}"], params[f"b{l}"] = rng.standard_normal((m_in, m_out)), rng.standard_normal(m_out)
+    x, dout = rng.standard_normal((5, sizes[0])), rng.standard_normal((5, sizes[-1]))
+    out, cache = ch09.affine_stack_forward(x, params, activations=activations, first=first)
+
+    def torch_stack(x, **p):
+        for l, name in enumerate(activations, start=first):
+            x = TORCH_ACTIVATIONS[name](x @ p[f"W{l}"] + p[f"b{l}"])
+        return x
+
+    tensors = {k: torch.from_numpy(v) for k, v in params.items()}
+    np.testing.assert_allclose(out, torch_stack(torch.from_numpy(x), **tensors).numpy(), rtol=1e-12, atol=1e-12)
+    grads = ch09.affine_stack_backward(dout, cache)
+    ref = nh.autograd_gradients(torch_stack, {"x": x, **params}, dout=dout)
+    assert set(grads) == {"x", *params}
+    for k in grads:
+        assert nh.rel_error(grads[k], ref[k]) < TOL, k
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (3, 5), (7, 2), (16, 9)])
@@ -63,10 +93,10 @@ def test_kl_sparsity_is_zero_at_the_target_and_finite_when_saturated():
 CONFIGS = [
     dict(input_dim=5, code_size=2, hidden=(4,)),
     dict(input_dim=7, code_size=3, hidden=(6, 5), activation="tanh"),
-    dict(input_dim=6, code_size=9, code_activation="sigmoid", sparsity_weight=0.7, sparsity_target=0.1, l2=0.03),
-    dict(input_dim=4, code_size=3, hidden=(5,), activation="softplus", code_activation="sigmoid",
-         sparsity_weight=2.0, sparsity_target=0.3),
-    dict(input_dim=3, code_size=1, l2=0.1),
+    dict(input_dim=4, code_size=2, code_activation="sigmoid"),
+    dict(input_dim=6, code_size=9, sparsity_weight=0.7, sparsity_target=0.1, l2=0.03),
+    dict(input_dim=4, code_size=3, hidden=(5,), activation="softplus", sparsity_weight=2.0, sparsity_target=0.3),
+    dict(input_dim=3, code_size=1, sparsity_weight=0.0, l2=0.1),
 ]
 
 
@@ -75,7 +105,8 @@ CONFIGS = [
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items() if k != "input_dim"))
 def test_autoencoder_matches_autograd(config, batch, noise):
     rng = np.random.default_rng([batch, int(noise * 10), config["code_size"], config["input_dim"]])
-    model = ch09.Autoencoder(**config, seed=batch)
+    cls = ch09.SparseAutoencoder if "sparsity_weight" in config else ch09.Autoencoder
+    model = cls(**config, seed=batch)
     x = rng.uniform(0, 1, (batch, config["input_dim"]))
     x_input = ch09.masking_noise(x, noise, rng)
     loss, grads = model.loss(x, x_input)
@@ -88,11 +119,38 @@ def test_autoencoder_matches_autograd(config, batch, noise):
     for k in grads:
         assert grads[k].shape == model.params[k].shape
         assert nh.rel_error(grads[k], ref[k]) < TOL, k
+    if cls is ch09.SparseAutoencoder:
+        assert sum(model.loss_terms(x, x_input).values()) == pytest.approx(loss, rel=1e-12)
+
+
+def test_forward_returns_the_code_and_backward_takes_its_gradient():
+    rng = np.random.default_rng(2)
+    model = ch09.Autoencoder(5, 2, hidden=(4,), activation="tanh", seed=0)
+    x = rng.uniform(0, 1, (3, 5))
+    x_hat, z, cache = model.forward(x)
+    np.testing.assert_array_equal(x_hat, model(x))
+    np.testing.assert_array_equal(x_hat, model.reconstruct(x))
+    np.testing.assert_array_equal(z, model.encode(x))
+    dx_hat, dz = rng.standard_normal(x_hat.shape), rng.standard_normal(z.shape)
+
+    def torch_outputs(x, **p):
+        z = torch.tanh(x @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]
+        x_hat = torch.sigmoid(torch.tanh(z @ p["W3"] + p["b3"]) @ p["W4"] + p["b4"])
+        return (x_hat * torch.from_numpy(dx_hat)).sum() + (z * torch.from_numpy(dz)).sum()
+
+    ref = nh.autograd_gradients(torch_outputs, {"x": x, **model.params}, wrt=list(model.params))
+    grads = model.backward(dx_hat, dz, cache)
+    assert set(grads) == set(model.params)
+    for k in grads:
+        assert nh.rel_error(grads[k], ref[k]) < TOL, k
+    without = model.backward(dx_hat, None, cache)
+    np.testing.assert_array_equal(without["W4"], grads["W4"])        # dz reaches only the encoder
+    assert nh.rel_error(without["W1"], grads["W1"]) > 1e-3
 
 
 def test_autoencoder_gradient_matches_centred_differences():
     rng = np.random.default_rng(3)
-    model = ch09.Autoencoder(6, 4, hidden=(5,), code_activation="sigmoid", sparsity_weight=0.5, l2=0.01, seed=4)
+    model = ch09.SparseAutoencoder(6, 4, hidden=(5,), sparsity_weight=0.5, l2=0.01, seed=4)
     x = rng.uniform(0, 1, (5, 6))
     _, grads = model.loss(x)
     for k, p in model.params.items():
@@ -103,7 +161,7 @@ def test_autoencoder_gradient_matches_centred_differences():
 def test_a_wrong_backward_would_be_caught():
     """The comparison is sharp enough to see a dropped sparsity gradient."""
     rng = np.random.default_rng(5)
-    model = ch09.Autoencoder(5, 3, code_activation="sigmoid", sparsity_weight=1.0, sparsity_target=0.05, seed=0)
+    model = ch09.SparseAutoencoder(5, 3, sparsity_weight=1.0, sparsity_target=0.05, seed=0)
     x = rng.uniform(0, 1, (4, 5))
     ref = nh.autograd_gradients(torch_loss(model), {"x": x, "x_input": x, **model.params}, wrt=["W1"])
     model.sparsity_weight = 0.0          # the backward now ignores the KL term the reference still has
@@ -169,12 +227,13 @@ def test_conv_autoencoder_shapes():
     (lambda: ch09.kl_sparsity_penalty(np.full((2, 3), 1.5), 0.1), "[0, 1]"),
     (lambda: ch09.kl_sparsity_penalty(np.full(3, 0.5), 0.1), "2-D"),
     (lambda: ch09.masking_noise(np.ones(3), 1.0, np.random.default_rng(0)), "[0, 1)"),
-    (lambda: ch09.Autoencoder(5, 2, sparsity_weight=1.0), "code_activation='sigmoid'"),
+    (lambda: ch09.SparseAutoencoder(5, 2, sparsity_target=1.0), "sparsity_target in (0, 1)"),
+    (lambda: ch09.SparseAutoencoder(5, 2, sparsity_weight=-1.0), "sparsity_weight >= 0"),
     (lambda: ch09.Autoencoder(5, 2, activation="swish"), "unknown activation"),
     (lambda: ch09.Autoencoder(5, 0), ">= 1"),
     (lambda: ch09.Autoencoder(5, 2).loss(np.ones((3, 4))), "(N, 5)"),
     (lambda: ch09.Autoencoder(5, 2).loss(np.ones((3, 5)), np.ones((2, 5))), "X_input"),
-    (lambda: ch09.Autoencoder(5, 2).decode(np.ones((3, 3))), "codes of shape (N, 2)"),
+    (lambda: ch09.Autoencoder(5, 2)(np.ones((3, 28, 28))), "(N, 5)"),
     (lambda: ch09.PCA("qr"), "unknown PCA method"),
     (lambda: ch09.PCA().fit(np.ones((4, 2, 2))), "2-D"),
     (lambda: ch09.PCA().fit(np.ones((1, 3))), "at least 2 rows"),

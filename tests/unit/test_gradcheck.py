@@ -1,8 +1,13 @@
+import inspect
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
 import nndl_helpers as nh
+from nndl_helpers import gradcheck
 
 
 def test_rel_error_is_cs231n_definition():
@@ -24,6 +29,48 @@ def test_numerical_gradient_of_a_known_function():
     x_before = x.copy()
     nh.numerical_gradient(lambda: float(np.sum(x ** 3)), x)
     np.testing.assert_array_equal(x, x_before)
+
+
+def _signature(fn):
+    return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+
+def test_the_checker_is_the_code_notebook_04b_teaches(monkeypatch):
+    """nh.numerical_gradient(_array) call nndl_helpers.chapters.ch04b's functions, with every argument."""
+    from nndl_helpers.chapters import ch04b
+
+    assert nh.numerical_gradient is gradcheck.numerical_gradient
+    assert nh.numerical_gradient_array is gradcheck.numerical_gradient_array
+    for name in ("numerical_gradient", "numerical_gradient_array"):
+        assert _signature(getattr(gradcheck, name)) == _signature(getattr(ch04b, name)), name
+        assert "ch04b" in getattr(gradcheck, name).__doc__, "the docstring says where the code lives"
+    calls = []
+    monkeypatch.setattr(ch04b, "numerical_gradient", lambda f, x, h: calls.append((f, x, h)) or "taught")
+    monkeypatch.setattr(ch04b, "numerical_gradient_array",
+                        lambda f, x, dout, h: calls.append((f, x, dout, h)) or "taught array")
+    f, x, dout = (lambda: 0.0), np.ones(2), np.zeros(2)
+    assert nh.numerical_gradient(f, x) == "taught" and nh.numerical_gradient(f, x, h=1e-3) == "taught"
+    assert nh.numerical_gradient_array(f, x, dout) == "taught array"
+    assert calls == [(f, x, 1e-5), (f, x, 1e-3), (f, x, dout, 1e-5)]
+
+
+def _fresh(code):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_importing_the_package_does_not_import_the_chapter_module():
+    result = _fresh("import sys, nndl_helpers, nndl_helpers.gradcheck, nndl_helpers.nbtools; "
+                    "print('nndl_helpers.chapters.ch04b' in sys.modules)")
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr[-2000:]
+
+
+def test_a_broken_chapter_module_breaks_only_the_checker():
+    """Were ch04b.py broken by an export, `import nndl_helpers` and nbtools (which regenerates it) still work."""
+    result = _fresh("import sys; sys.modules['nndl_helpers.chapters.ch04b'] = None  # any import of it fails\n"
+                    "import numpy as np, nndl_helpers as nh, nndl_helpers.nbtools\n"
+                    "try:\n    nh.numerical_gradient(lambda: 0.0, np.ones(2))\n"
+                    "except ImportError:\n    print('ImportError on call')")
+    assert result.returncode == 0 and result.stdout.strip() == "ImportError on call", result.stderr[-2000:]
 
 
 def test_numerical_gradient_refuses_float32():
@@ -89,3 +136,20 @@ def test_verdict_line_names_what_fails():
     assert "OK (< 1e-05)" in nh.verdict_line("num", {"W": 3e-6}, tol=1e-5)
     with pytest.raises(ValueError):
         nh.verdict_line("nothing", {})
+
+
+def test_check_gradients_prints_both_verdicts_and_returns_the_worst_errors(capsys):
+    rng = np.random.default_rng(0)
+    inputs = {"x": rng.standard_normal((3, 4)), "W": rng.standard_normal((4, 2))}
+    dout = rng.standard_normal((3, 2))
+    forward = lambda: inputs["x"] @ inputs["W"]
+    good = {"x": dout @ inputs["W"].T, "W": inputs["x"].T @ dout}
+    centred, autograd = nh.check_gradients("affine", forward, good, inputs, lambda x, W: x @ W, dout)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("affine, centred") and out[0].endswith("OK (< 1e-05)")
+    assert out[1].startswith("affine, autograd") and out[1].endswith("OK (< 1e-06)")
+    assert centred < 1e-7 and autograd < 1e-12
+    bad = {"x": good["x"], "W": 1.01 * good["W"]}
+    centred, autograd = nh.check_gradients("affine", forward, bad, inputs, lambda x, W: x @ W, dout)
+    out = capsys.readouterr().out
+    assert out.count("FAIL") == 2 and centred > 1e-3 and autograd > 1e-3

@@ -1,9 +1,51 @@
-"""NumPy code taught in notebooks/05_convolutional_networks.ipynb, reused by later notebooks.
+"""NumPy code taught in notebooks/05a_convolution.ipynb, reused by later notebooks.
 
 Generated from the notebook's ``#@save`` cells by ``python -m nndl_helpers.nbtools export``.
 Do not edit by hand: change the notebook and export again (a test checks they agree).
 """
 import numpy as np
+
+
+def check_images(x, name="x", channels=None, size=None, value_range=None):
+    """The course's one validator of image batches: x unchanged, or a ValueError saying what is wrong.
+
+    x            a NumPy array or a torch tensor (read by duck typing: this module never imports torch)
+                 of shape (N, C, H, W) with N >= 1 and a floating dtype.
+    channels     the exact C required, or None for any; size: the exact (H, W), or None for any.
+    value_range  (lo, hi) every value must lie in (e.g. (0, 1) for Bernoulli means), or None.
+    The message names the argument `name`, its shape and what was expected.
+    """
+    c = "C" if channels is None else channels
+    h, w = ("H", "W") if size is None else tuple(size)
+    expected = f"(N, {c}, {h}, {w})"
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise ValueError(f"{name}: expected an array or tensor of images {expected}, got a {type(x).__name__}")
+    shape = tuple(int(s) for s in x.shape)
+    if len(shape) != 4:
+        hint = ""
+        if len(shape) == 3:
+            hint = "; add the channel axis with x[:, None]"
+        elif len(shape) == 2 and channels is not None and size is not None:
+            hint = f"; reshape flat rows with x.reshape(-1, {c}, {h}, {w})"
+        raise ValueError(f"{name}: expected a 4-D batch of images {expected}, got shape {shape}{hint}")
+    if shape[0] < 1:
+        raise ValueError(f"{name}: expected at least one image {expected} with N >= 1, got shape {shape}")
+    if (channels is not None and shape[1] != channels) or (size is not None and shape[2:] != (h, w)):
+        raise ValueError(f"{name}: expected images of shape {expected}, got shape {shape}")
+    is_float = getattr(x.dtype, "is_floating_point", None)    # torch.dtype has it, np.dtype does not
+    if is_float is None:
+        is_float = np.asarray(x).dtype.kind == "f"
+    if not is_float:
+        raise ValueError(f"{name}: expected a floating dtype (float32 or float64), got {x.dtype} "
+                         f"with shape {shape}; convert it, e.g. x.astype(np.float32) / 255 for 8-bit pixels")
+    if value_range is not None:
+        lo, hi = float(x.min()), float(x.max())
+        if lo < value_range[0] or hi > value_range[1]:
+            raise ValueError(f"{name}: expected values in [{value_range[0]:g}, {value_range[1]:g}], "
+                             f"got [{lo:g}, {hi:g}] (shape {shape})")
+    return x
+
+
 from numpy.lib.stride_tricks import sliding_window_view
 
 
@@ -25,8 +67,7 @@ def _check_window_fits(x_shape, kh, kw, padding, dilation, name):
 
 def check_conv_args(x, W, b, stride, padding, dilation, name="conv2d"):
     """Raise a ValueError naming the shapes if conv2d(x, W, b) with these settings is impossible."""
-    if np.ndim(x) != 4:
-        raise ValueError(f"{name}: x must be 4-D (N, C_in, H, W), got shape {np.shape(x)}")
+    check_images(x, f"{name}: x")
     if np.ndim(W) != 4:
         raise ValueError(f"{name}: W must be 4-D (C_out, C_in, KH, KW), got shape {np.shape(W)}")
     if np.shape(b) != (W.shape[0],):
@@ -42,8 +83,7 @@ def check_conv_args(x, W, b, stride, padding, dilation, name="conv2d"):
 
 def check_pool_args(x, pool_size, stride, name="pool"):
     """Raise a ValueError naming the shapes if pooling x with this window is impossible."""
-    if np.ndim(x) != 4:
-        raise ValueError(f"{name}: x must be 4-D (N, C, H, W), got shape {np.shape(x)}")
+    check_images(x, f"{name}: x")
     if pool_size < 1 or stride < 1:
         raise ValueError(f"{name}: need pool_size >= 1 and stride >= 1, got pool_size={pool_size}, stride={stride}")
     _check_window_fits(x.shape, pool_size, pool_size, 0, 1, name)
@@ -291,7 +331,26 @@ def avg_pool_backward(dout, cache):
 
 
 from nndl_helpers.chapters.ch03 import softmax_cross_entropy
-from nndl_helpers.chapters.ch04 import affine_backward, affine_forward, relu_backward, relu_forward
+from nndl_helpers.chapters.ch04a import affine_backward, affine_forward, relu_backward, relu_forward
+from nndl_helpers.chapters.ch07b import he_normal_init     # He initialisation, derived in chapter 7b
+
+
+def lenet5_params(seed=0, dtype=np.float32):
+    """LeNet-5's initial parameters: He-initialised weights (chapter 7b), zero biases.
+
+    W1 (6, 1, 5, 5) and W2 (16, 6, 5, 5) are convolution kernels, fan_in = C_in * 5 * 5;
+    W3 (400, 120), W4 (120, 84), W5 (84, 10) are affine weights (x @ W); b1..b5 the biases.
+    """
+    rng = np.random.default_rng(seed)
+
+    def he(fan_in, fan_out, shape=None):
+        return he_normal_init(fan_in, fan_out, rng, shape=shape).astype(dtype)
+
+    return {"W1": he(1 * 25, 6 * 25, shape=(6, 1, 5, 5)), "b1": np.zeros(6, dtype),
+            "W2": he(6 * 25, 16 * 25, shape=(16, 6, 5, 5)), "b2": np.zeros(16, dtype),
+            "W3": he(400, 120), "b3": np.zeros(120, dtype),
+            "W4": he(120, 84), "b4": np.zeros(84, dtype),
+            "W5": he(84, 10), "b5": np.zeros(10, dtype)}
 
 
 class LeNet5:
@@ -300,58 +359,54 @@ class LeNet5:
         conv 6@5x5 pad 2 -> ReLU -> maxpool 2 -> conv 16@5x5 -> ReLU -> maxpool 2
         -> affine 400->120 -> ReLU -> affine 120->84 -> ReLU -> affine 84->10
 
-    x: (N, 1, 28, 28) images. params: dict W1, b1 (conv 1), W2, b2 (conv 2), W3..W5, b3..b5 (affine,
-    W of shape (D_in, D_out)); an optimizer updates these arrays in place. He initialisation, zero biases.
+    X: (N, 1, 28, 28) images. params: dict W1, b1 (conv 1), W2, b2 (conv 2), W3..W5, b3..b5 (affine,
+    W of shape (D_in, D_out)), from lenet5_params; an optimizer updates these arrays in place.
     """
 
     def __init__(self, seed=0, dtype=np.float32):
-        init_rng = np.random.default_rng(seed)
+        self.params = lenet5_params(seed, dtype)
 
-        def he(shape, fan_in):
-            return (np.sqrt(2.0 / fan_in) * init_rng.standard_normal(shape)).astype(dtype)
+    def forward(self, X):
+        """Class scores (N, 10) and the cache for backward."""
+        check_images(X, "LeNet5: X", channels=1, size=(28, 28))
+        p, cache = self.params, {}
+        z, cache["conv1"] = conv2d_forward(X, p["W1"], p["b1"], padding=2)
+        a, cache["relu1"] = relu_forward(z)
+        a, cache["pool1"] = max_pool_forward(a, 2)
+        z, cache["conv2"] = conv2d_forward(a, p["W2"], p["b2"])
+        a, cache["relu2"] = relu_forward(z)
+        a, cache["pool2"] = max_pool_forward(a, 2)
+        cache["pool2_shape"] = a.shape
+        z, cache["fc3"] = affine_forward(a.reshape(len(X), -1), p["W3"], p["b3"])
+        a, cache["relu3"] = relu_forward(z)
+        z, cache["fc4"] = affine_forward(a, p["W4"], p["b4"])
+        a, cache["relu4"] = relu_forward(z)
+        scores, cache["fc5"] = affine_forward(a, p["W5"], p["b5"])
+        return scores, cache
 
-        self.params = {"W1": he((6, 1, 5, 5), 25), "b1": np.zeros(6, dtype),
-                       "W2": he((16, 6, 5, 5), 150), "b2": np.zeros(16, dtype),
-                       "W3": he((400, 120), 400), "b3": np.zeros(120, dtype),
-                       "W4": he((120, 84), 120), "b4": np.zeros(84, dtype),
-                       "W5": he((84, 10), 84), "b5": np.zeros(10, dtype)}
-
-    def forward(self, x):
-        """Class scores (N, 10) and the caches for backward."""
-        p, caches = self.params, {}
-        z, caches["conv1"] = conv2d_forward(x, p["W1"], p["b1"], padding=2)
-        a, caches["relu1"] = relu_forward(z)
-        a, caches["pool1"] = max_pool_forward(a, 2)
-        z, caches["conv2"] = conv2d_forward(a, p["W2"], p["b2"])
-        a, caches["relu2"] = relu_forward(z)
-        a, caches["pool2"] = max_pool_forward(a, 2)
-        caches["pool2_shape"] = a.shape
-        z, caches["fc3"] = affine_forward(a.reshape(len(x), -1), p["W3"], p["b3"])
-        a, caches["relu3"] = relu_forward(z)
-        z, caches["fc4"] = affine_forward(a, p["W4"], p["b4"])
-        a, caches["relu4"] = relu_forward(z)
-        scores, caches["fc5"] = affine_forward(a, p["W5"], p["b5"])
-        return scores, caches
-
-    def backward(self, dscores, caches):
-        """Gradients of every parameter (a dict like params) from dL/dscores (N, 10)."""
+    def backward(self, dscores, cache):
+        """Gradients of every parameter (a dict keyed like params) from dL/dscores (N, 10)."""
         g = {}
-        da, g["W5"], g["b5"] = affine_backward(dscores, caches["fc5"])
-        da, g["W4"], g["b4"] = affine_backward(relu_backward(da, caches["relu4"]), caches["fc4"])
-        da, g["W3"], g["b3"] = affine_backward(relu_backward(da, caches["relu3"]), caches["fc3"])
-        da = max_pool_backward(da.reshape(caches["pool2_shape"]), caches["pool2"])
-        da, g["W2"], g["b2"] = conv2d_backward(relu_backward(da, caches["relu2"]), caches["conv2"])
-        da = max_pool_backward(da, caches["pool1"])
-        _, g["W1"], g["b1"] = conv2d_backward(relu_backward(da, caches["relu1"]), caches["conv1"], need_dx=False)
+        da, g["W5"], g["b5"] = affine_backward(dscores, cache["fc5"])
+        da, g["W4"], g["b4"] = affine_backward(relu_backward(da, cache["relu4"]), cache["fc4"])
+        da, g["W3"], g["b3"] = affine_backward(relu_backward(da, cache["relu3"]), cache["fc3"])
+        da = max_pool_backward(da.reshape(cache["pool2_shape"]), cache["pool2"])
+        da, g["W2"], g["b2"] = conv2d_backward(relu_backward(da, cache["relu2"]), cache["conv2"])
+        da = max_pool_backward(da, cache["pool1"])
+        _, g["W1"], g["b1"] = conv2d_backward(relu_backward(da, cache["relu1"]), cache["conv1"], need_dx=False)
         return g
 
-    def loss(self, x, y):
+    def loss(self, X, y):
         """Mean softmax cross-entropy of labels y (N,) and the gradients: (loss, grads)."""
-        scores, caches = self.forward(x)
+        scores, cache = self.forward(X)
         loss, dscores = softmax_cross_entropy(scores, y)
-        return loss, self.backward(dscores, caches)
+        return loss, self.backward(dscores, cache)
 
-    def predict(self, x, batch_size=500):
-        """Predicted labels (N,), in batches to bound the memory of the im2col copies."""
-        return np.concatenate([self.forward(x[i:i + batch_size])[0].argmax(axis=1)
-                               for i in range(0, len(x), batch_size)])
+    def __call__(self, X, batch_size=500):
+        """The class scores (N, 10) alone, in batches to bound the memory of the im2col copies."""
+        check_images(X, "LeNet5: X", channels=1, size=(28, 28))
+        return np.concatenate([self.forward(X[i:i + batch_size])[0] for i in range(0, len(X), batch_size)])
+
+    def predict(self, X, batch_size=500):
+        """Predicted labels (N,)."""
+        return self(X, batch_size).argmax(axis=1)

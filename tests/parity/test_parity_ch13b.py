@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 import nndl_helpers as nh
-from nndl_helpers.chapters.ch04 import MLP
-from nndl_helpers.chapters.ch13b import GENERATOR_LOSSES, NumpyGAN, discriminator_loss, gan_train_step, generator_loss, minibatch_std_backward, minibatch_std_forward, mlp_backward, mlp_forward, mode_coverage, ring_centres, ring_density, sample_ring
+from nndl_helpers.chapters.ch04a import MLP
+from nndl_helpers.chapters.ch13b import GENERATOR_LOSSES, NumpyGAN, discriminator_loss, gan_train_step, generator_loss, minibatch_std_backward, minibatch_std_forward, mode_coverage, ring_centres, ring_density, sample_ring
 from nndl_helpers.chapters.ch13b_torch import class_probabilities, dcgan_discriminator, dcgan_generator, score_generated, train_digit_judge
 from nndl_helpers.chapters.ch07a import Adam
 
@@ -81,20 +81,20 @@ def test_unknown_generator_loss_is_refused():
 
 @pytest.mark.parametrize("sizes", [[3, 2], [2, 5, 1], [4, 7, 6, 3], [1, 3, 3, 3, 2]])
 @pytest.mark.parametrize("activation", ["tanh", "relu", "leaky_relu"])
-def test_mlp_backward_matches_autograd(sizes, activation):
+def test_the_players_input_gradient_matches_autograd(sizes, activation):
+    """The GAN trains G through D's input gradient, chapter 4's MLP.backward(...)["x"]: checked here for its use."""
     rng = np.random.default_rng(len(sizes))
-    params = MLP(sizes, activation, output="linear", seed=len(sizes)).params
+    mlp = MLP(sizes, activation, output="linear", seed=len(sizes))
     x = rng.standard_normal((5, sizes[0]))
     dout = rng.standard_normal((5, sizes[-1]))
-    out, caches = mlp_forward(params, x, activation)
-    np.testing.assert_allclose(out, MLP(sizes, activation, output="linear", seed=len(sizes)).forward(x))
-    dx, grads = mlp_backward(dout, caches, activation)
-    ref = nh.autograd_gradients(lambda x, **p: torch_mlp(p, x, activation), {"x": x, **params}, dout=dout)
-    assert nh.rel_error(dx, ref["x"]) < TOL
-    for k in params:
+    out, cache = mlp.forward(x)
+    np.testing.assert_allclose(out, torch_mlp({k: torch.from_numpy(v) for k, v in mlp.params.items()},
+                                              torch.from_numpy(x), activation).numpy(), rtol=1e-12, atol=1e-12)
+    grads = mlp.backward(dout, cache)
+    ref = nh.autograd_gradients(lambda x, **p: torch_mlp(p, x, activation), {"x": x, **mlp.params}, dout=dout)
+    assert set(grads) == {"x", *mlp.params}
+    for k in grads:
         assert nh.rel_error(grads[k], ref[k]) < TOL, k
-    dx_only, no_grads = mlp_backward(dout, caches, activation, need_param_grads=False)
-    assert no_grads == {} and np.array_equal(dx_only, dx)
 
 
 @pytest.mark.parametrize("shape", [(2, 1), (3, 2), (7, 5), (64, 2)])
@@ -135,10 +135,11 @@ def test_gan_gradients_match_autograd(z_dim, data_dim, hidden, depth, activation
     d_loss, d_grads = gan.discriminator_loss(x_real, z)
     g_loss, g_grads = gan.generator_loss(z, kind)
     tensors = {k: torch.from_numpy(v).requires_grad_() for k, v in
-               {**{f"D_{k}": p for k, p in gan.D.items()}, **{f"G_{k}": p for k, p in gan.G.items()}}.items()}
+               {**{f"D_{k}": p for k, p in gan.D.params.items()}, **{f"G_{k}": p for k, p in gan.G.params.items()}}.items()}
     D = {k[2:]: v for k, v in tensors.items() if k.startswith("D_")}
     G = {k[2:]: v for k, v in tensors.items() if k.startswith("G_")}
     d_ref, g_ref = torch_gan_losses(gan, torch.from_numpy(x_real), torch.from_numpy(z), G, D, kind)
+    assert set(d_grads) == set(gan.D.params) and set(g_grads) == set(gan.G.params)
     assert d_loss == pytest.approx(d_ref.item(), rel=1e-10)
     assert g_loss == pytest.approx(g_ref.item(), rel=1e-10)
     d_autograd = torch.autograd.grad(d_ref, list(D.values()), retain_graph=True)
@@ -155,7 +156,7 @@ def test_generator_gradient_checked_by_finite_differences():
     gan = NumpyGAN(z_dim=2, hidden=4, depth=2, activation="tanh", minibatch_std=True, seed=5, dtype=np.float64)
     z = rng.standard_normal((6, 2))
     _, grads = gan.generator_loss(z)
-    for k, p in gan.G.items():
+    for k, p in gan.G.params.items():
         assert nh.rel_error(nh.numerical_gradient(lambda: gan.generator_loss(z)[0], p), grads[k]) < TOL, k
 
 
@@ -191,12 +192,12 @@ def test_gan_refuses_wrong_shapes():
 def test_gan_train_step_updates_both_players():
     rng = np.random.default_rng(0)
     gan = NumpyGAN(seed=0)
-    d_before, g_before = gan.D["W1"].copy(), gan.G["W1"].copy()
+    d_before, g_before = gan.D.params["W1"].copy(), gan.G.params["W1"].copy()
     x_real = sample_ring(32, rng)[0]
     z_d, z_g = rng.standard_normal((32, 2)), rng.standard_normal((32, 2))
     d_loss, g_loss = gan_train_step(gan, x_real, z_d, z_g, Adam(1e-3), Adam(1e-3))
     assert np.isfinite(d_loss) and np.isfinite(g_loss)
-    assert not np.array_equal(gan.D["W1"], d_before) and not np.array_equal(gan.G["W1"], g_before)
+    assert not np.array_equal(gan.D.params["W1"], d_before) and not np.array_equal(gan.G.params["W1"], g_before)
 
 
 def test_ring_and_mode_coverage():
@@ -288,6 +289,7 @@ def test_train_digit_judge_learns_is_seeded_and_leaves_the_random_state_alone():
 @pytest.mark.parametrize("call, message", [
     (lambda: score_generated(BrightIsSeven(), torch.zeros(2, 28, 28)), r"score_generated.*\(N, 1, 28, 28\)"),
     (lambda: score_generated(BrightIsSeven(), torch.zeros(2, 3, 28, 28)), r"\(N, 1, 28, 28\)"),
+    (lambda: score_generated(BrightIsSeven(), 255 * known_images()), r"\[0, 1\]"),
     (lambda: score_generated(BrightIsSeven(), np.zeros((0, 1, 28, 28))), "N >= 1"),
     (lambda: score_generated(BrightIsSeven(), known_images(), num_classes=5), "10 classes, expected 5"),
     (lambda: class_probabilities(BrightIsSeven(), np.zeros((2, 1, 32, 32))), "class_probabilities"),

@@ -133,6 +133,21 @@ def test_makefile_exports_the_runtime_settings():
 
     from nndl_helpers.config import RUNTIME_ENV
 
-    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
     exported = dict(re.findall(r"^export (\w+) \?= (\S+)$", makefile, flags=re.M))
     assert exported == RUNTIME_ENV
+
+
+def test_section_timer_records_each_section_since_the_previous_one():
+    import time
+
+    from nndl_helpers.config import SectionTimer
+
+    timed = SectionTimer()
+    time.sleep(0.02)
+    timed("first")
+    timed("second")
+    (cpu1, wall1), (cpu2, wall2) = timed.times["first"], timed.times["second"]
+    assert list(timed.times) == ["first", "second"]
+    assert wall1 >= 0.02 > wall2 >= 0 and cpu1 >= 0 and cpu2 >= 0
+    assert timed.total()[1] >= wall1 + wall2

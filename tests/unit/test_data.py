@@ -24,14 +24,14 @@ from nndl_helpers import data as D
 # The offline copy of the data sets that the tests of the real registry and loaders read:
 # $NNDL_DATA_MIRROR (a folder laid out like data/, or a file:// or http(s):// URL of one),
 # else ../shared/data beside the repository. Read once, before any fixture unsets it.
-DEFAULT_MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
+DEFAULT_MIRROR = Path(__file__).resolve().parents[3] / "shared" / "data"
 MIRROR = os.environ.get(D.MIRROR_ENV, "").strip() or (str(DEFAULT_MIRROR) if DEFAULT_MIRROR.is_dir() else None)
 needs_mirror = pytest.mark.skipif(
     MIRROR is None,
     reason=(
         f"needs an offline copy of the data sets: set {D.MIRROR_ENV} to a folder laid out like data/ "
         f"(mnist/, fashion-mnist/, text/, poetry/, translation/) or to a file:// or http(s):// URL of one, "
-        f"e.g. {D.MIRROR_ENV}=/path/to/shared/data pytest tests/test_data.py ({DEFAULT_MIRROR} does not exist)"
+        f"e.g. {D.MIRROR_ENV}=/path/to/shared/data pytest tests/unit/test_data.py ({DEFAULT_MIRROR} does not exist)"
     ),
 )
 

@@ -86,3 +86,17 @@ def test_checked_cells_print_no_rounding_digits():
                 # four or more decimals of a float: the last one is where CPUs start to disagree
                 long_float = re.search(r"\d\.\d{4,}", text)
                 assert not long_float, f"{path.name}: {long_float.group(0)!r} in a checked cell"
+
+
+MAX_CELL_LINES = 60       # CONTRIBUTING.md §3: a reader can hold a cell in their head
+MAX_CODE_LINES = 1_100    # "about 1,000": a longer chapter is split into lettered parts
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_cells_and_notebooks_stay_readable(path: Path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    sources = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    long = [(i, len(s.splitlines())) for i, s in enumerate(sources) if len(s.splitlines()) > MAX_CELL_LINES]
+    assert not long, f"code cells over {MAX_CELL_LINES} lines (code-cell index, lines): {long}"
+    total = sum(len(s.splitlines()) for s in sources)
+    assert total <= MAX_CODE_LINES, f"{total} code lines: split the notebook into lettered parts"

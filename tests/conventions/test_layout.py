@@ -112,13 +112,13 @@ def test_unknown_marker_is_an_error(tmp_path, monkeypatch):
 def test_export_removes_orphans_and_check_reports_them(tmp_path, monkeypatch):
     pkg = _demo(tmp_path, monkeypatch, ["#@save\nx = 1"])
     nbtools.export()
-    for name in ("ch05.py", "ch05_torch.py"):      # modules of a notebook that lost its #@save cells
+    for name in ("ch05a.py", "ch05a_torch.py"):      # modules of a notebook that lost its #@save cells
         (pkg / name).write_text("x = 2\n")
     (pkg / "__init__.py").write_text("")           # not a chapter module: left alone
-    assert sorted(nbtools.export(check_only=True)) == ["ch05", "ch05_torch"]
-    assert (pkg / "ch05.py").exists()
+    assert sorted(nbtools.export(check_only=True)) == ["ch05a", "ch05a_torch"]
+    assert (pkg / "ch05a.py").exists()
     assert nbtools.main(["check"]) == 1
-    assert sorted(nbtools.export()) == ["ch05", "ch05_torch"]
-    assert not (pkg / "ch05.py").exists() and not (pkg / "ch05_torch.py").exists()
+    assert sorted(nbtools.export()) == ["ch05a", "ch05a_torch"]
+    assert not (pkg / "ch05a.py").exists() and not (pkg / "ch05a_torch.py").exists()
     assert (pkg / "__init__.py").exists() and (pkg / "ch07.py").exists()
     assert nbtools.main(["check"]) == 0

@@ -91,8 +91,8 @@ def test_rnn_backward_through_time(N, T, D, H, seed):
     rng = np.random.default_rng(seed)
     inp = arrays(rng, x=(N, T, D), h0=(N, H), Wx=(D, H), Wh=(H, H), b=(H,))
     dout = rng.normal(size=(N, T, H))
-    _, caches = rnn_forward(**inp)
-    ours = dict(zip(inp, rnn_backward(dout, caches)))
+    _, cache = rnn_forward(**inp)
+    ours = dict(zip(inp, rnn_backward(dout, cache)))
     check(ours, lambda x, h0, Wx, Wh, b: t_unroll(t_rnn_step, x, h0, Wx, Wh, b), inp, dout)
 
 
@@ -101,9 +101,12 @@ def test_bptt_carries_gradient_between_steps():
     rng = np.random.default_rng(3)
     inp = arrays(rng, x=(2, 5, 3), h0=(2, 4), Wx=(3, 4), Wh=(4, 4), b=(4,))
     dout = rng.normal(size=(2, 5, 4))
-    _, caches = rnn_forward(**inp)
-    dWh_bptt = rnn_backward(dout, caches)[3]
-    dWh_local = sum(rnn_step_backward(dout[:, t], caches[t])[3] for t in range(5))
+    _, cache = rnn_forward(**inp)
+    dWh_bptt = rnn_backward(dout, cache)[3]
+    h, dWh_local = inp["h0"], 0
+    for t in range(5):                   # each step's own gradient, nothing carried back from t + 1
+        h, step_cache = rnn_step_forward(inp["x"][:, t], h, inp["Wx"], inp["Wh"], inp["b"])
+        dWh_local = dWh_local + rnn_step_backward(dout[:, t], step_cache)[3]
     assert nh.rel_error(dWh_bptt, dWh_local) > 1e-3
 
 
@@ -124,6 +127,16 @@ def test_lstm_step_backward(N, T, D, H, seed):
     check(ours, both, inp, np.concatenate([dh, dc], axis=1))
 
 
+def test_lstm_step_backward_dc_none_means_zero():
+    rng = np.random.default_rng(2)
+    inp = arrays(rng, x=(3, 4), h_prev=(3, 5), c_prev=(3, 5), Wx=(4, 20), Wh=(5, 20), b=(20,))
+    dh = rng.normal(size=(3, 5))
+    h, c, cache = lstm_step_forward(**inp)
+    with_none, with_zeros = lstm_step_backward(dh, None, cache), lstm_step_backward(dh, np.zeros_like(c), cache)
+    assert all(np.array_equal(a, b) for a, b in zip(with_none, with_zeros))
+    check(dict(zip(inp, with_none)), lambda **t: t_lstm_step(**t)[0], inp, dh)
+
+
 @pytest.mark.parametrize("N,T,D,H", SHAPES)
 @pytest.mark.parametrize("with_dc", [False, True])
 def test_lstm_backward_through_time(N, T, D, H, with_dc):
@@ -131,8 +144,8 @@ def test_lstm_backward_through_time(N, T, D, H, with_dc):
     inp = arrays(rng, x=(N, T, D), h0=(N, H), c0=(N, H), Wx=(D, 4 * H), Wh=(H, 4 * H), b=(4 * H,))
     dh = rng.normal(size=(N, T, H))
     dc = rng.normal(size=(N, T, H)) if with_dc else np.zeros((N, T, H))
-    _, _, caches = lstm_forward(**inp)
-    ours = dict(zip(inp, lstm_backward(dh, caches, dc if with_dc else None)))
+    _, _, cache = lstm_forward(**inp)
+    ours = dict(zip(inp, lstm_backward(dh, dc if with_dc else None, cache)))
 
     def unrolled(x, h0, c0, Wx, Wh, b):
         h, c, hs, cs = h0, c0, [], []
@@ -162,8 +175,8 @@ def test_gru_backward_through_time(N, T, D, H):
     rng = np.random.default_rng(N + T)
     inp = arrays(rng, x=(N, T, D), h0=(N, H), Wx=(D, 3 * H), Wh=(H, 3 * H), bx=(3 * H,), bh=(3 * H,))
     dout = rng.normal(size=(N, T, H))
-    _, caches = gru_forward(**inp)
-    ours = dict(zip(inp, gru_backward(dout, caches)))
+    _, cache = gru_forward(**inp)
+    ours = dict(zip(inp, gru_backward(dout, cache)))
     check(ours, lambda x, h0, Wx, Wh, bx, bh: t_unroll(t_gru_step, x, h0, Wx, Wh, bx, bh), inp, dout)
 
 
@@ -183,13 +196,13 @@ def test_matches_torch_modules(kind, N, T, D, H):
             getattr(module, name).copy_(torch.from_numpy(np.ascontiguousarray(value)))
     xt = torch.from_numpy(x).requires_grad_(True)
     if kind == "lstm":
-        h, _, caches = lstm_forward(x, h0, None, Wx, Wh, bx + bh)
-        dx, _, _, dWx, dWh, db = lstm_backward(dout, caches)
+        h, _, cache = lstm_forward(x, h0, None, Wx, Wh, bx + bh)
+        dx, _, _, dWx, dWh, db = lstm_backward(dout, None, cache)
         dbx = dbh = db
         out, _ = module(xt, (torch.from_numpy(h0)[None], torch.zeros(1, N, H, dtype=torch.float64)))
     else:
-        h, caches = gru_forward(x, h0, Wx, Wh, bx, bh)
-        dx, _, dWx, dWh, dbx, dbh = gru_backward(dout, caches)
+        h, cache = gru_forward(x, h0, Wx, Wh, bx, bh)
+        dx, _, dWx, dWh, dbx, dbh = gru_backward(dout, cache)
         out, _ = module(xt, torch.from_numpy(h0)[None])
     (out * torch.from_numpy(dout)).sum().backward()
     assert nh.rel_error(h, out.detach().numpy()) < TOL
@@ -268,11 +281,24 @@ def test_sequence_length_zero_is_a_clear_error(forward, weights):
         forward(np.zeros((2, 0, 3)), np.zeros((2, 4)), *weights)
 
 
+@pytest.mark.parametrize("forward, gates", [(rnn_forward, 1), (gru_forward, 3), (lstm_forward, 4)])
+def test_weight_shapes_are_checked(forward, gates):
+    x, h0 = np.zeros((2, 5, 3)), np.zeros((2, 4))
+    Wx, Wh, b = np.zeros((3, gates * 4)), np.zeros((4, gates * 4)), np.zeros(gates * 4)
+    extra = {1: [b], 3: [b, b], 4: [b]}[gates]
+    pre = [x, h0, None] if forward is lstm_forward else [x, h0]
+    forward(*pre, Wx, Wh, *extra)                                        # fits: no error
+    with pytest.raises(ValueError, match=rf"Wx must be \(3, {gates * 4}\) and Wh \(4, {gates * 4}\); got \(2, {gates * 4}\)"):
+        forward(*pre, np.zeros((2, gates * 4)), Wh, *extra)
+
+
 def test_lstm_sequence_length_zero_and_bad_h0():
     with pytest.raises(ValueError, match="sequence length T is 0"):
         lstm_forward(np.zeros((2, 0, 3)), np.zeros((2, 4)), None, np.zeros((3, 16)), np.zeros((4, 16)), np.zeros(16))
     with pytest.raises(ValueError, match="h0"):
         lstm_forward(np.zeros((2, 5, 3)), np.zeros((3, 4)), None, np.zeros((3, 16)), np.zeros((4, 16)), np.zeros(16))
+    with pytest.raises(ValueError, match="c0 must have the shape of h0"):
+        lstm_forward(np.zeros((2, 5, 3)), np.zeros((2, 4)), np.zeros((2, 5)), np.zeros((3, 16)), np.zeros((4, 16)), np.zeros(16))
 
 
 def test_generate_bad_prefix_and_success():

@@ -33,7 +33,7 @@ import pytest
 
 from nndl_helpers import data as D
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
 PROFILES = ("quick", "full")
 
 

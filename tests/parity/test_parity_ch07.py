@@ -1,7 +1,9 @@
 """Chapter 7's NumPy code against PyTorch: every optimizer step, every backward pass, the schedules.
 
 Everything in float64; relative error (CS231n) < 1e-6. The code under test is imported from
-``nndl_helpers.chapters.ch07``, which is exported from notebooks/07_optimization_regularization.ipynb.
+``nndl_helpers.chapters.ch07a`` / ``ch07a_torch`` (optimizers, schedules; exported from
+notebooks/07a_optimization.ipynb) and ``nndl_helpers.chapters.ch07b`` (initializers, BatchNorm,
+LayerNorm, dropout; exported from notebooks/07b_initialization_regularization.ipynb).
 """
 import math
 
@@ -11,9 +13,12 @@ import torch
 import torch.nn.functional as F
 
 from nndl_helpers import rel_error
-from nndl_helpers.chapters.ch07a import OPTIMIZERS, Adam, AdamW, Momentum, Nesterov, SGD, cosine_schedule, exponential_schedule, make_optimizer, step_schedule, warmup_schedule
-from nndl_helpers.chapters.ch07b import batchnorm_backward, batchnorm_forward, batchnorm_state, dropout_backward, dropout_forward, init_weight, layernorm_backward, layernorm_forward
+from nndl_helpers.chapters.ch07a import (OPTIMIZERS, SGD, Adam, AdamW, Momentum, Nesterov, cosine_schedule,
+                                         exponential_schedule, make_optimizer, step_schedule, warmup_schedule)
 from nndl_helpers.chapters.ch07a_torch import compare_optimizer_with_torch
+from nndl_helpers.chapters.ch07b import (INITIALIZERS, batchnorm_backward, batchnorm_forward, batchnorm_state,
+                                         dropout_backward, dropout_forward, init_weight, layernorm_backward,
+                                         layernorm_forward)
 
 TOL = 1e-6
 
@@ -273,3 +278,24 @@ def test_init_bad_name_or_size():
         init_weight("lecun", 3, 3, np.random.default_rng(0))
     with pytest.raises(ValueError):
         init_weight("he", 0, 3, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("name", sorted(INITIALIZERS))
+def test_initializers_take_a_convolution_shape(name):
+    """shape=(C_out, C_in, k_h, k_w) with fan_in = C_in k_h k_w, fan_out = C_out: the same random stream
+    as the (fan_in, fan_out) matrix, rearranged as torch.nn.init lays out a convolution's kernel."""
+    W = init_weight(name, 12, 5, np.random.default_rng(1), shape=(5, 3, 2, 2))
+    flat = init_weight(name, 12, 5, np.random.default_rng(1))
+    assert W.shape == (5, 3, 2, 2)
+    if name == "orthogonal":
+        rows = W.reshape(5, 12)
+        assert np.allclose(rows @ rows.T, np.eye(5), atol=1e-10) and np.array_equal(rows, flat.T)
+    else:
+        assert np.array_equal(W.ravel(), flat.ravel())
+
+
+def test_orthogonal_init_rejects_a_shape_that_does_not_match_the_fans():
+    with pytest.raises(ValueError):
+        init_weight("orthogonal", 12, 5, np.random.default_rng(0), shape=(4, 3, 2, 2))
+    with pytest.raises(ValueError):
+        init_weight("orthogonal", 12, 5, np.random.default_rng(0), shape=(5, 3, 3, 3))

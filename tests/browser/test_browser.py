@@ -48,7 +48,7 @@ from nndl_helpers.config import speed_checks_enabled
 
 pytestmark = pytest.mark.ui
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
 ARTIFACTS = REPO / "artifacts" / "browser"
 CHROMIUM = os.environ.get("NNDL_CHROMIUM", "/usr/bin/chromium")
@@ -63,7 +63,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 LAB_NOTEBOOKS = {
     "02_linear_regression.ipynb": None,
     "03_linear_models.ipynb": None,
-    "08_attention_transformer.ipynb": None,
+    "08a_attention.ipynb": None,
     "13a_vae.ipynb": None,
     "15_sequence_generation.ipynb": "beam width",
 }

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import nndl_helpers as nh
-from nndl_helpers.chapters.ch13a import NumpyVAE, bernoulli_nll, gaussian_kl, reparameterize_backward, reparameterize_forward
+from nndl_helpers.chapters.ch13a import NumpyVAE, bernoulli_nll, gaussian_kl, negative_elbo, reparameterize_backward, reparameterize_forward
 from nndl_helpers.chapters.ch13a_torch import VAE, evaluate_vae, importance_log_likelihood, train_vae, vae_loss, vae_loss_terms
 
 TOL = 1e-6
@@ -89,8 +89,9 @@ def test_numpy_vae_backward_matches_autograd(dims, activation, act):
     rng = np.random.default_rng(input_dim + hidden)
     model = NumpyVAE(input_dim, hidden, latent_dim, activation=activation, seed=n)
     X, eps = rng.uniform(size=(n, input_dim)), rng.standard_normal((n, latent_dim))
-    loss, grads, parts = model.loss(X, eps)
-    assert loss == pytest.approx(parts["reconstruction"] + parts["kl"])
+    loss, grads = model.loss(X, eps)
+    terms = model.loss_terms(X, eps)
+    assert set(terms) == {"reconstruction", "kl"} and loss == pytest.approx(terms["reconstruction"] + terms["kl"])
     inputs = {"X": X, "eps": eps, **model.params}
     torch_loss = torch_numpy_vae_loss(model, act)
     ref = nh.autograd_gradients(torch_loss, inputs, wrt=list(model.params))
@@ -104,7 +105,7 @@ def test_numpy_vae_gradient_check_can_fail():
     rng = np.random.default_rng(0)
     model = NumpyVAE(6, 5, 2, activation="tanh", seed=0)
     X, eps = rng.uniform(size=(4, 6)), rng.standard_normal((4, 2))
-    _, grads, _ = model.loss(X, eps)
+    _, grads = model.loss(X, eps)
     ref = nh.autograd_gradients(torch_numpy_vae_loss(model, torch.tanh), {"X": X, "eps": eps, **model.params},
                                 wrt=list(model.params))
     wrong = grads["W2"].copy()
@@ -113,6 +114,41 @@ def test_numpy_vae_gradient_check_can_fail():
     wrong[:, :2] -= h.T @ (mu / len(X))   # drop the KL part of dmu
     assert nh.rel_error(grads["W2"], ref["W2"]) < TOL
     assert nh.rel_error(wrong, ref["W2"]) > 1e-3
+
+
+def test_numpy_vae_forward_backward_and_call():
+    """forward returns the logits and mu, logvar; backward takes a gradient for each of the three."""
+    rng = np.random.default_rng(3)
+    model = NumpyVAE(5, 4, 2, activation="tanh", seed=1)
+    X, eps = rng.uniform(size=(3, 5)), rng.standard_normal((3, 2))
+    logits, mu, logvar, cache = model.forward(X, eps)
+    np.testing.assert_array_equal(logits, model(X, eps))
+    np.testing.assert_array_equal(model(X), model.decode(mu))          # eps=None decodes the mean code
+    np.testing.assert_array_equal(mu, model.encode(X)[0])
+    dlogits, dmu, dlogvar = (rng.standard_normal(a.shape) for a in (logits, mu, logvar))
+
+    def torch_outputs(X, eps, **p):
+        stats = torch.tanh(X @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]
+        mu, logvar = stats[:, :2], stats[:, 2:]
+        logits = torch.tanh((mu + torch.exp(0.5 * logvar) * eps) @ p["W3"] + p["b3"]) @ p["W4"] + p["b4"]
+        return sum((a * torch.from_numpy(d)).sum() for a, d in ((logits, dlogits), (mu, dmu), (logvar, dlogvar)))
+
+    ref = nh.autograd_gradients(torch_outputs, {"X": X, "eps": eps, **model.params}, wrt=list(model.params))
+    grads = model.backward(dlogits, dmu, dlogvar, cache)
+    assert set(grads) == set(model.params)
+    for k in grads:
+        assert nh.rel_error(grads[k], ref[k]) < TOL, k
+
+
+def test_negative_elbo_averages_the_loss_terms():
+    rng = np.random.default_rng(4)
+    model = NumpyVAE(6, 5, 2, seed=0)
+    X = rng.uniform(size=(7, 6))
+    eps = np.random.default_rng(9).standard_normal((7, 2))
+    expected = sum(model.loss_terms(X, eps).values())
+    assert negative_elbo(model, X, np.random.default_rng(9), batch_size=7) == pytest.approx(expected, rel=1e-12)
+    # batches of 3, 3 and 1 rows draw the same noise, row by row
+    assert negative_elbo(model, X, np.random.default_rng(9), batch_size=3) == pytest.approx(expected, rel=1e-12)
 
 
 def test_numpy_vae_bad_input():
@@ -150,7 +186,7 @@ def test_vae_bad_input():
         model.decode(torch.rand(3, 5))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         train_vae(model, np.full((4, 1, 28, 28), 255, dtype=np.float32), epochs=1)
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="at least one image"):
         train_vae(model, np.zeros((0, 1, 28, 28), dtype=np.float32), epochs=1)
     with pytest.raises(ValueError, match="batch_size"):
         train_vae(model, np.zeros((4, 1, 28, 28), dtype=np.float32), epochs=1, batch_size=0)

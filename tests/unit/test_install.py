@@ -26,7 +26,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "nndl_helpers"
 # Installed from TORCH before anything else, so left out of constraints.txt with what only it needs.
 TORCH_ONLY = {"torch", "filelock", "fsspec", "mpmath", "networkx", "sympy", "setuptools", "triton"}
