@@ -16,7 +16,7 @@ One process, one run. It measures
 5. the browser tests (``tests/browser/test_browser.py``: JupyterLab and the Voila playground in
    Chromium): how long each step took against its speed target.
 Results go to ``benchmarks/results.md`` (shown in the README) and ``results.json``.
-Blocks of chapters not yet written are listed as such, not skipped silently.
+Every block imports its chapter module; a missing or renamed function fails the run (and tests/unit/test_bench.py).
 
 Speed is checked here, not in the correctness suite: the notebooks and the browser tests run
 with ``NNDL_CHECK_SPEED=1`` (``nndl_helpers.config.speed_checks_enabled``), so their own speed
@@ -132,9 +132,6 @@ def bench_affine(rng) -> BlockResult:
     N, D, M = 256, 784, 256
     res = BlockResult("affine (ch04a)", f"x {N}x{D}, W {D}x{M}", target_ratio=1.5)
     ch04a = _module("ch04a")
-    if ch04a is None:
-        res.note = "chapter 4 not yet written"
-        return res
     x = rng.standard_normal((N, D), dtype=np.float32)
     W = rng.standard_normal((D, M), dtype=np.float32) * 0.05
     b = np.zeros(M, np.float32)
@@ -163,9 +160,6 @@ def bench_conv2d(rng) -> BlockResult:
     res = BlockResult("conv2d (ch05a)", f"x {N}x{C}x{H}x{W_}, W {F}x{C}x{K}x{K}, stride 1, pad 0",
                       target_ratio=3.0)
     ch05a = _module("ch05a")
-    if ch05a is None:
-        res.note = "chapter 5 not yet written"
-        return res
     x = rng.standard_normal((N, C, H, W_), dtype=np.float32)
     w = rng.standard_normal((F, C, K, K), dtype=np.float32) * 0.1
     b = np.zeros(F, np.float32)
@@ -192,9 +186,6 @@ def bench_pool(rng, kind: str) -> BlockResult:
     N, C, H, W_ = 64, 6, 28, 28
     res = BlockResult(f"{kind} pool 2x2 (ch05a)", f"x {N}x{C}x{H}x{W_}", target_ratio=3.0)
     ch05a = _module("ch05a")
-    if ch05a is None:
-        res.note = "chapter 5 not yet written"
-        return res
     fwd, bwd = getattr(ch05a, f"{kind}_pool_forward"), getattr(ch05a, f"{kind}_pool_backward")
     x = rng.standard_normal((N, C, H, W_), dtype=np.float32)
     dout = rng.standard_normal((N, C, H // 2, W_ // 2), dtype=np.float32)
@@ -224,9 +215,6 @@ def bench_lstm_step(rng) -> BlockResult:
     N, D, H = 64, 128, 256
     res = BlockResult("LSTM step (ch06)", f"x {N}x{D}, hidden {H}", target_ratio=2.0)
     ch06 = _module("ch06")
-    if ch06 is None:
-        res.note = "chapter 6 not yet written"
-        return res
     x = rng.standard_normal((N, D), dtype=np.float32)
     h, c = (rng.standard_normal((N, H), dtype=np.float32) for _ in range(2))
     Wx = rng.standard_normal((D, 4 * H), dtype=np.float32) * 0.05
@@ -260,20 +248,17 @@ def bench_lstm_step(rng) -> BlockResult:
 def bench_norm(rng, kind: str) -> BlockResult:
     N, D = 256, 512
     res = BlockResult(f"{kind} (ch07b)", f"x {N}x{D}", target_ratio=None)
-    ch07 = _module("ch07b")
-    if ch07 is None:
-        res.note = "chapter 7 not yet written"
-        return res
+    ch07b = _module("ch07b")
     x = rng.standard_normal((N, D), dtype=np.float32)
     gamma, beta = np.ones(D, np.float32), np.zeros(D, np.float32)
     dout = rng.standard_normal((N, D), dtype=np.float32)
     if kind == "BatchNorm":
-        state = ch07.batchnorm_state(D, dtype=np.float32)
-        fwd = lambda: ch07.batchnorm_forward(x, gamma, beta, state, training=True)
-        bwd, layer = ch07.batchnorm_backward, torch.nn.BatchNorm1d(D)
+        state = ch07b.batchnorm_state(D, dtype=np.float32)
+        fwd = lambda: ch07b.batchnorm_forward(x, gamma, beta, state, training=True)
+        bwd, layer = ch07b.batchnorm_backward, torch.nn.BatchNorm1d(D)
     else:
-        fwd = lambda: ch07.layernorm_forward(x, gamma, beta)
-        bwd, layer = ch07.layernorm_backward, torch.nn.LayerNorm(D)
+        fwd = lambda: ch07b.layernorm_forward(x, gamma, beta)
+        bwd, layer = ch07b.layernorm_backward, torch.nn.LayerNorm(D)
 
     def numpy_step():
         out, cache = fwd()
@@ -293,18 +278,15 @@ def bench_attention(rng) -> BlockResult:
     N, T, D, h = 16, 64, 128, 4
     res = BlockResult("multi-head self-attention, causal (ch08a)", f"x {N}x{T}x{D}, {h} heads, no biases",
                       target_ratio=2.0)
-    ch08 = _module("ch08a")
-    if ch08 is None:
-        res.note = "chapter 8 not yet written"
-        return res
+    ch08a = _module("ch08a")
     x = rng.standard_normal((N, T, D), dtype=np.float32)
     Ws = [(rng.standard_normal((D, D)) / np.sqrt(D)).astype(np.float32) for _ in range(4)]
     dout = rng.standard_normal((N, T, D), dtype=np.float32)
     causal = np.tril(np.ones((T, T), dtype=bool))
 
     def numpy_step():
-        out, _, cache = ch08.multi_head_attention_forward(x, *Ws, h, mask=causal)
-        ch08.multi_head_attention_backward(dout, cache)
+        out, _, cache = ch08a.multi_head_attention_forward(x, *Ws, h, mask=causal)
+        ch08a.multi_head_attention_backward(dout, cache)
 
     # PyTorch at its best on the CPU: the same projections around its fused scaled_dot_product_attention
     tx = torch.from_numpy(x).requires_grad_()
@@ -368,21 +350,15 @@ def bench_epochs() -> list[dict]:
     nn = torch.nn
     ch04a, ch05a = _module("ch04a"), _module("ch05a")
     X, y = nh.load_mnist("mnist", "train", flatten=True, limit=20_000)
-    if ch04a is None:
-        out.append({"model": "MLP (ch04a)", "note": "chapter 4 not yet written"})
-    else:
-        sizes = [784, 256, 128, 10]
-        mlp = ch04a.MLP(sizes, "relu", seed=0, dtype=np.float32)
-        twin = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
-        out.append(_epoch_pair("MLP 784-256-128-10 (ch04a)", mlp, twin, X, y, 128, 1.5))
-    if ch05a is None or not hasattr(ch05a, "LeNet5"):
-        out.append({"model": "LeNet-5 (ch05a)", "note": "chapter 5 not yet written"})
-    else:
-        Xi = X[:10_000].reshape(-1, 1, 28, 28)
-        twin = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-                             nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                             nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
-        out.append(_epoch_pair("LeNet-5 (ch05a)", ch05a.LeNet5(seed=0), twin, Xi, y[:10_000], 64, 3.0))
+    sizes = [784, 256, 128, 10]
+    mlp = ch04a.MLP(sizes, "relu", seed=0, dtype=np.float32)
+    twin = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
+    out.append(_epoch_pair("MLP 784-256-128-10 (ch04a)", mlp, twin, X, y, 128, 1.5))
+    Xi = X[:10_000].reshape(-1, 1, 28, 28)
+    twin = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+    out.append(_epoch_pair("LeNet-5 (ch05a)", ch05a.LeNet5(seed=0), twin, Xi, y[:10_000], 64, 3.0))
     return out
 
 

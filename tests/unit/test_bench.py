@@ -44,3 +44,13 @@ def test_epoch_pair_runs_both_twins(bench):
     twin = torch.nn.Sequential(torch.nn.Linear(784, 10))
     row = bench._epoch_pair("MLP", MLP([784, 10], seed=0, dtype=np.float32), twin, X, y, 32, 1.5)
     assert row["numpy_s"] > 0 and row["torch_s"] > 0
+
+
+def test_epoch_pair_runs_the_numpy_lenet(bench):
+    from nndl_helpers.chapters.ch05a import LeNet5
+
+    rng = np.random.default_rng(0)
+    X, y = rng.random((8, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 8)
+    twin = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    row = bench._epoch_pair("LeNet-5", LeNet5(seed=0), twin, X, y, 4, 3.0)
+    assert row["numpy_s"] > 0 and row["torch_s"] > 0
