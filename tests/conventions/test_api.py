@@ -99,8 +99,9 @@ def test_model_interface(path, node, methods):
                if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"}
     props = {f.name for f in node.body if isinstance(f, ast.FunctionDef)}
     assert "params" in assigns | props, f"{node.name} keeps its arrays in self.params"
-    fwd = next(f for f in node.body if isinstance(f, ast.FunctionDef) and f.name == "forward")
-    assert [a.arg for a in fwd.args.args][0] == "self"
+    backward = next(f for f in node.body if isinstance(f, ast.FunctionDef) and f.name == "backward")
+    args = [a.arg for a in backward.args.args]
+    assert "cache" in args, f"{node.name}.backward{args} takes the forward's cache"
 
 
 def _needs_parity():
