@@ -6,7 +6,17 @@ plotting, choosing a device, seeding, and checking gradients. Code a notebook
 teaches and a later one reuses is exported, verbatim, to ``nndl_helpers.chapters.chNN``
 (see ``nndl_helpers.nbtools``).
 """
-from .config import SectionTimer, best_device, describe, get_profile, seed_everything, speed_checks_enabled
+from .config import (
+    SectionTimer,
+    amp_dtype,
+    autocast,
+    best_device,
+    describe,
+    get_profile,
+    grad_scaler,
+    seed_everything,
+    speed_checks_enabled,
+)
 from .data import (
     DATASETS,
     DataError,
@@ -25,6 +35,7 @@ from .data import (
     to_tensors,
     train_test_split,
 )
+from .metrics import metrics_file, record
 from .gradcheck import (
     autograd_gradients,
     check_gradients,
@@ -37,7 +48,7 @@ from .gradcheck import (
 from .plot import PALETTE, LiveCurve, decision_boundary, figure_to_png, image_grid, tile_images, use_style
 
 __all__ = [
-    "SectionTimer", "best_device", "describe", "get_profile", "seed_everything", "speed_checks_enabled",
+    "SectionTimer", "amp_dtype", "autocast", "best_device", "grad_scaler", "metrics_file", "record", "describe", "get_profile", "seed_everything", "speed_checks_enabled",
     "DATASETS", "DataError", "FASHION_MNIST_CLASSES", "fetch", "load_diabetes", "load_mnist",
     "load_tang_poems", "load_text", "load_translation_pairs", "make_linear_regression",
     "make_sine_regression", "make_toy_2d", "minibatches", "read_idx", "to_tensors", "train_test_split",

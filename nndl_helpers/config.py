@@ -158,3 +158,50 @@ class SectionTimer:
         """(cpu_s, wall_s) since the timer was made."""
         now = self._clock()
         return now[0] - self.start[0], now[1] - self.start[1]
+
+
+def amp_dtype(device):
+    """The reduced precision a device trains well in, or ``None`` for plain float32.
+
+    - CUDA, compute capability 8.0 and up (A100, RTX 30xx/40xx, H100): ``torch.bfloat16``, which
+      has float32's exponent range, so no loss scaling is needed;
+    - older CUDA cards (T4, V100, GTX 10xx, the free notebook services' GPUs): ``torch.float16``,
+      whose tensor cores they have but whose small range needs a gradient scaler (``grad_scaler``);
+    - CPU and Apple MPS: ``None``. The course's models are small, and on a CPU reduced precision
+      saves little and changes results from one processor to the next.
+    """
+    import torch
+
+    if getattr(device, "type", str(device)) != "cuda":
+        return None
+    major, _ = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
+def autocast(device):
+    """``torch.autocast`` in the dtype ``amp_dtype`` picks; switched off where that is ``None``.
+
+    Use it around forward passes and losses: ``with nh.autocast(device): loss = model(x)``.
+    """
+    import torch
+
+    dtype = amp_dtype(device)
+    kind = getattr(device, "type", str(device))
+    if dtype is None:
+        return torch.autocast(device_type="cpu" if kind not in ("cuda", "cpu") else kind, enabled=False)
+    return torch.autocast(device_type=kind, dtype=dtype)
+
+
+def grad_scaler(device):
+    """A ``torch.amp.GradScaler`` that scales only where ``autocast`` uses float16.
+
+    The training step is then the same on every device::
+
+        scaler.scale(loss).backward(); scaler.step(optimizer); scaler.update()
+
+    (disabled, ``scale`` returns the loss unchanged and ``step`` calls ``optimizer.step()``).
+    """
+    import torch
+
+    enabled = amp_dtype(device) == torch.float16
+    return torch.amp.GradScaler("cuda", enabled=enabled)

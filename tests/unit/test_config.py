@@ -151,3 +151,26 @@ def test_section_timer_records_each_section_since_the_previous_one():
     assert list(timed.times) == ["first", "second"]
     assert wall1 >= 0.02 > wall2 >= 0 and cpu1 >= 0 and cpu2 >= 0
     assert timed.total()[1] >= wall1 + wall2
+
+
+@pytest.mark.parametrize("capability, expected", [((9, 0), "bfloat16"), ((8, 0), "bfloat16"),
+                                                  ((7, 5), "float16"), ((6, 1), "float16")])
+def test_amp_dtype_follows_the_compute_capability(monkeypatch, capability, expected):
+    """bfloat16 from Ampere on; float16 (with a scaler) on a T4, V100 or older card; never on CPU."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    cuda = torch.device("cuda")
+    assert nh.amp_dtype(cuda) == getattr(torch, expected)
+    scaler = nh.grad_scaler(cuda) if expected == "bfloat16" else None
+    if scaler is not None:
+        assert not scaler.is_enabled()
+
+
+def test_amp_is_off_on_the_cpu():
+    cpu = torch.device("cpu")
+    assert nh.amp_dtype(cpu) is None
+    assert not nh.grad_scaler(cpu).is_enabled()
+    with nh.autocast(cpu):
+        out = torch.ones(3, 3) @ torch.ones(3, 3)
+    assert out.dtype == torch.float32
+    loss = (torch.ones(2, requires_grad=True) * 2).sum()
+    assert nh.grad_scaler(cpu).scale(loss) is loss
