@@ -117,7 +117,10 @@ def describe(device, profile: str) -> str:
 
     name = str(device)
     if getattr(device, "type", "") == "cuda":
-        name += f" ({torch.cuda.get_device_name(device)})"
+        major, minor = torch.cuda.get_device_capability(device)
+        dtype = amp_dtype(device)
+        name += (f" ({torch.cuda.get_device_name(device)}, compute capability {major}.{minor}, "
+                 f"mixed precision {str(dtype).replace('torch.', '')})")
     threads = torch.get_num_threads()
     line = (
         f"numpy {np.__version__} | torch {torch.__version__} | "
