@@ -14,8 +14,36 @@ PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00",
            "#56B4E9", "#F0E442", "#000000", "#999999", "#882255")
 
 
+def cjk_font() -> str | None:
+    """Register the CJK font the course installs (Noto Sans SC) with matplotlib; return its family name.
+
+    ``requirements.txt`` installs it from PyPI (the package ``pylopdf-fonts-zh-cn``, SIL Open Font
+    License), so Chinese labels render the same on Linux, macOS and Windows without a system font.
+    Returns ``None`` when the package is missing (the labels then show empty boxes).
+    """
+    try:
+        from pylopdf_fonts_zh_cn import sans_path
+    except ImportError:
+        return None
+    from matplotlib import font_manager
+
+    path = sans_path()
+    if not path.exists():
+        return None
+    font_manager.fontManager.addfont(str(path))
+    return font_manager.FontProperties(fname=str(path)).get_name()
+
+
 def use_style(dpi: int = 80) -> None:
-    """The course's matplotlib style: readable, compact, small PNGs in the notebooks."""
+    """The course's matplotlib style: readable, compact, small PNGs in the notebooks.
+
+    Text is set in DejaVu Sans, matplotlib's own font, and any character it lacks (Chinese, in
+    chapters 6, 8 and 15) falls back glyph by glyph to the CJK font of ``cjk_font``.
+    """
+    cjk = cjk_font()
+    # a list of families, not the alias "sans-serif": matplotlib falls back glyph by glyph only
+    # along an explicit list
+    mpl.rcParams["font.family"] = ["DejaVu Sans"] + ([cjk] if cjk else [])
     mpl.rcParams.update({
         "figure.dpi": dpi,
         "savefig.dpi": dpi,

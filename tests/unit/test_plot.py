@@ -119,3 +119,23 @@ def test_tile_images_normalizes_each_image_on_its_own():
 def test_tile_images_refuses_bad_input(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_chinese_labels_render_with_the_installed_cjk_font():
+    """No tofu boxes: the house style falls back to Noto Sans SC for characters DejaVu Sans lacks."""
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    import nndl_helpers as nh
+
+    assert nh.plot.cjk_font() == "Noto Sans SC", "pylopdf-fonts-zh-cn (requirements.txt) is not installed"
+    nh.use_style()
+    fig, ax = plt.subplots()
+    ax.set_title("床前明月光 attention 注意力")
+    ax.set_xticks([0, 1])
+    ax.set_xticklabels(["我", "愛"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")        # matplotlib warns "Glyph ... missing from font(s)"
+        nh.figure_to_png(fig)
+    plt.close(fig)
