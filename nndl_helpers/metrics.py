@@ -31,11 +31,15 @@ _current: dict | None = None
 
 
 def metrics_dir() -> Path:
-    """Where the metric files go: ``$NNDL_METRICS_DIR``, else ``artifacts/metrics`` in the repository."""
+    """Where the metric files go: ``$NNDL_METRICS_DIR``, else ``artifacts/metrics`` in the repository
+    (``~/.cache/nndl/metrics`` for a non-editable install)."""
     env = os.environ.get(METRICS_DIR_ENV)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "artifacts" / "metrics"
+    repo = Path(__file__).resolve().parent.parent
+    if (repo / "notebooks").is_dir():          # a clone (editable install): artifacts/ beside the notebooks
+        return repo / "artifacts" / "metrics"
+    return Path.home() / ".cache" / "nndl" / "metrics"
 
 
 def device_label(device) -> str:

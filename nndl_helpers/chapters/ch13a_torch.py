@@ -92,7 +92,8 @@ def train_vae(model, X, *, epochs, batch_size=128, lr=1e-3, device="cpu", seed=0
     """Train `model` (a VAE) in place with Adam on the negative ELBO.
 
     X        float32 NumPy array or tensor (N, 1, 28, 28) in [0, 1]; moved to `device` once.
-    on_step  optional callback on_step(step, loss) after every step (step counts from 0).
+    on_step  optional callback on_step(step, loss) after every step (step counts from 0); loss is a 0-d
+             tensor on `device`, and float(loss) waits for the device, so read it only every few steps.
     Returns the list of per-step losses (negative ELBO of each mini-batch, nats per image).
     The model stays on `device`, in eval mode. Seeds torch's global generator with `seed` (the noise eps).
     """
@@ -105,21 +106,23 @@ def train_vae(model, X, *, epochs, batch_size=128, lr=1e-3, device="cpu", seed=0
     torch.manual_seed(seed)                          # the eps of the reparameterization trick
     shuffle = torch.Generator().manual_seed(seed)    # the order of the mini-batches
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    losses = []
+    losses = torch.zeros(int(epochs) * math.ceil(len(X) / int(batch_size)), device=device)   # read once, at the end
+    step = 0
     for _ in range(int(epochs)):
         order = torch.randperm(len(X), generator=shuffle).to(device)
         for start in range(0, len(X), int(batch_size)):
             x = X[order[start:start + int(batch_size)]]
-            logits, mu, logvar = model(x)
+            logits, mu, logvar = model(x)          # float32 on a GPU too: small MLPs are launch-bound
             loss = vae_loss(logits, x, mu, logvar)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            losses.append(loss.item())
+            losses[step] = loss.detach()
             if on_step is not None:
-                on_step(len(losses) - 1, losses[-1])
+                on_step(step, losses[step])
+            step += 1
     model.eval()
-    return losses
+    return losses.tolist()
 
 
 @torch.no_grad()

@@ -70,6 +70,7 @@ import torch
 import torch.nn.functional as F
 
 from nndl_helpers.chapters.ch07a import cosine_schedule
+from nndl_helpers.config import autocast, grad_scaler       # reduced precision by the GPU's generation
 
 
 def train_ddpm(model, X, schedule, *, steps, batch_size=128, lr=1e-3, device="cpu", seed=0,
@@ -78,40 +79,46 @@ def train_ddpm(model, X, schedule, *, steps, batch_size=128, lr=1e-3, device="cp
 
     X  (N, ...) float32 data of unit scale (images in [-1, 1]), moved to `device` once.
     ema_decay  if given, also keep an exponential moving average of the weights, the usual choice for
-               sampling. On CUDA the forward pass runs in bfloat16 (torch.autocast).
+               sampling. On CUDA the model runs in reduced precision (`autocast`, with a gradient scaler
+               where that is float16) and in the channels-last layout that cuDNN runs fastest.
+    on_step(step, loss) is called after every step; loss is a 0-d tensor on `device` (float(loss) waits
+               for the device, so read it only every few steps).
     Returns (losses, sampler model): the EMA copy if ema_decay is given, else `model`; both in eval mode.
     """
     device = torch.device(device)
     X = torch.as_tensor(X, dtype=torch.float32).to(device)
     model.to(device).train()
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).eval() if ema_decay else None
     alpha_bars = torch.tensor(schedule.alpha_bars, dtype=torch.float32, device=device)
     gen = torch.Generator(device=device).manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     lr_at = cosine_schedule(lr, steps, lr * 0.05)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_at(step) / lr)
-    losses = []
+    scaler = grad_scaler(device)
+    losses = torch.zeros(int(steps), device=device)       # read once, at the end
     for step in range(int(steps)):
         x0 = X[torch.randint(0, len(X), (batch_size,), generator=gen, device=device)]
         t = torch.randint(1, schedule.T + 1, (batch_size,), generator=gen, device=device)
         eps = torch.randn(x0.shape, generator=gen, device=device)
         a_bar = alpha_bars[t - 1].view(-1, *([1] * (x0.ndim - 1)))
         x_t = a_bar.sqrt() * x0 + (1 - a_bar).sqrt() * eps
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with autocast(device):
             loss = F.mse_loss(model(x_t, t).float(), eps)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
-        if ema is not None:
+        if ema is not None:   # ema <- ema + (1 - decay) (weights - ema), every tensor in one call
             with torch.no_grad():
-                for p_ema, p in zip(ema.parameters(), model.parameters()):
-                    p_ema.lerp_(p, 1 - ema_decay)
-        losses.append(loss.item())
+                torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - ema_decay)
+        losses[step] = loss.detach()
         if on_step is not None:
-            on_step(step, losses[-1])
+            on_step(step, losses[step])
     model.eval()
-    return losses, (ema if ema is not None else model)
+    return losses.tolist(), (ema if ema is not None else model)
 
 
 def torch_eps_predictor(model, device="cpu"):
@@ -120,6 +127,6 @@ def torch_eps_predictor(model, device="cpu"):
 
     @torch.no_grad()
     def predict_eps(x, t):
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with autocast(device):      # reduced precision on CUDA, as in training
             return model(x, torch.full((len(x),), t, device=x.device, dtype=torch.long)).float()
     return predict_eps

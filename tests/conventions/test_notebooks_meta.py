@@ -100,3 +100,25 @@ def test_cells_and_notebooks_stay_readable(path: Path):
     assert not long, f"code cells over {MAX_CELL_LINES} lines (code-cell index, lines): {long}"
     total = sum(len(s.splitlines()) for s in sources)
     assert total <= MAX_CODE_LINES, f"{total} code lines: split the notebook into lettered parts"
+
+
+_AUTOCAST_BY_HAND = re.compile(r"torch\.autocast\(|torch\.(cuda\.)?amp\.GradScaler\(|dtype=torch\.bfloat16")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_notebook_records_its_headline_numbers(path: Path):
+    """The setup cell names the metric file after the notebook, and the notebook records into it."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    calls = re.findall(r"nh\.metrics_file\(\s*[\"']([^\"']+)[\"']\s*,\s*PROFILE\s*,\s*device\s*\)", code)
+    assert calls == [path.stem], f"one nh.metrics_file({path.stem!r}, PROFILE, device) call in the setup cell, found {calls}"
+    assert re.search(r"nh\.record\(\s*[\"'][a-z][a-z0-9_]*[\"']", code), "no nh.record(...) of a headline number"
+
+
+@pytest.mark.parametrize("path", _SOURCES, ids=[p.name for p in _SOURCES])
+def test_mixed_precision_is_chosen_by_the_helper(path: Path):
+    """bfloat16 only where the GPU has it: nh.autocast / nh.grad_scaler decide, not `device.type == "cuda"`."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".ipynb":
+        text = "\n".join("".join(c["source"]) for c in json.loads(text)["cells"] if c["cell_type"] == "code")
+    assert not _AUTOCAST_BY_HAND.search(text), "use nh.autocast(device) and nh.grad_scaler(device)"

@@ -1,0 +1,299 @@
+"""The README's results tables, generated from the metric files the notebooks record.
+
+Each notebook records its headline numbers as it runs (``nh.record``, see ``metrics.py``) into
+``artifacts/metrics/<stem>.json``. A run worth publishing is copied into the repository:
+
+    python -m nndl_helpers.results collect quick        # artifacts/metrics -> results/quick/
+    python -m nndl_helpers.results collect gpu --from DIR --course DIR/course.json
+    python -m nndl_helpers.results readme               # rewrite the README's generated tables
+    python -m nndl_helpers.results readme --check       # exit 1 if the README is out of date
+
+``results/quick/`` holds the quick profile on the course's 2-core CPU; ``results/gpu/`` the full
+profile on a GPU, with ``course.json`` naming the machine (GPU, driver, CUDA, PyTorch) and each
+notebook's wall time (``benchmarks/gpu_course.py`` writes it). The README's tables sit between
+``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` markers; a test fails when they differ
+from what the committed files generate, and when a recorded metric has no label here.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from .metrics import load, metrics_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "results"
+README = ROOT / "README.md"
+
+# What each recorded number is, for a reader of the README. One line each; the unit is in the label.
+LABELS: dict[str, str] = {
+    'least_squares_param_error': 'least squares, largest error of the fitted weights',
+    'gd_closed_form_gap': 'gradient descent vs closed form, largest weight gap',
+    'poly9_test_mse': 'degree-9 polynomial, test MSE',
+    'ridge_poly9_best_test_mse': 'degree-9 polynomial with the best ridge penalty, test MSE',
+    'bias_variance_decomposition_gap': 'bias² + variance + noise vs measured error, gap',
+    'diabetes_test_mse_closed_form': 'diabetes, test MSE, closed form',
+    'diabetes_test_mse_numpy_sgd': 'diabetes, test MSE, NumPy mini-batch SGD',
+    'diabetes_test_mse_torch_sgd': 'diabetes, test MSE, PyTorch SGD',
+    'diabetes_torch_numpy_param_gap': 'diabetes, PyTorch vs NumPy weights, largest gap',
+    'diabetes_numpy_sgd_seconds': 'diabetes, NumPy SGD s',
+    'diabetes_torch_sgd_seconds': 'diabetes, PyTorch SGD s',
+    'grad_check_max_rel_error': 'gradient check, largest relative error',
+    'softmax_fashion_acc': 'softmax regression, Fashion-MNIST test acc. (NumPy)',
+    'torch_softmax_fashion_acc': 'softmax regression, Fashion-MNIST test acc. (PyTorch)',
+    'numpy_softmax_epoch_seconds': 'NumPy s/epoch',
+    'torch_softmax_epoch_seconds': 'PyTorch s/epoch',
+    'softmax_torch_numpy_weight_gap': 'PyTorch vs NumPy weights, largest gap',
+    'softmax_mnist_acc': 'softmax regression, MNIST test acc. (NumPy)',
+    'torch_softmax_mnist_acc': 'MNIST test acc. (PyTorch)',
+    'numpy_mlp_mnist_acc': 'MLP, MNIST test acc. (NumPy)',
+    'torch_mlp_mnist_acc': 'MLP, MNIST test acc. (PyTorch)',
+    'numpy_mlp_epoch_seconds': 'NumPy s/epoch',
+    'torch_mlp_epoch_seconds': 'PyTorch s/epoch',
+    'mlp_test_prediction_disagreement': 'test digits where NumPy and PyTorch disagree (fraction)',
+    'playground_min_acc': 'playground toys, lowest accuracy',
+    'numeric_check_max_rel_error': 'centred differences vs backward, largest relative error',
+    'centred_diff_best_error': 'centred difference, best error over h (float64)',
+    'centred_diff_float32_best_error': 'centred difference, best error over h (float32)',
+    'autodiff_max_rel_error': 'Value/Tensor engine vs torch.autograd, largest relative error',
+    'engine_loss_curve_gap': 'engine MLP vs hand-written MLP, loss-curve gap',
+    'spiral_train_acc': 'engine MLP, spiral training acc.',
+    'numpy_lenet_mnist_acc': 'LeNet-5, MNIST test acc. (NumPy)',
+    'numpy_lenet_train_seconds': 'NumPy LeNet-5 training s',
+    'torch_lenet_mnist_acc': 'LeNet-5, MNIST test acc. (PyTorch)',
+    'lenet_twin_loss_gap': 'PyTorch twin vs NumPy, largest loss gap',
+    'numpy_torch_time_ratio': 'NumPy / PyTorch time per step',
+    'grad_ratio_plain_default_init': 'plain 10-block stack, gradient ratio (default init)',
+    'grad_ratio_plain_he_init': 'plain stack, gradient ratio (He init)',
+    'grad_ratio_residual_min': 'residual stack, smallest gradient ratio',
+    'lenet_fashion_acc': 'LeNet, Fashion-MNIST test acc.',
+    'vgg_fashion_acc': 'VGG-style, Fashion-MNIST test acc.',
+    'resnet_fashion_acc': 'ResNet, Fashion-MNIST test acc.',
+    'torch_cnn_fashion_acc': 'best CNN, Fashion-MNIST test acc.',
+    'fashion_train_seconds': 'Fashion-MNIST training s (three models)',
+    'unigram_val_ppl': 'Time Machine val. perplexity, unigram',
+    'numpy_lstm_val_ppl': 'NumPy LSTM val. perplexity',
+    'lstm_val_ppl': 'PyTorch LSTM val. perplexity',
+    'gru_val_ppl': 'PyTorch GRU val. perplexity',
+    'tang_train_loss': 'Tang-poem LSTM training loss',
+    'tang_regular_lines': 'Tang poems, regular lines (fraction)',
+    'shakespeare_val_ppl': 'Tiny Shakespeare LSTM val. perplexity',
+    'optimizer_vs_torch_max_rel_error': 'optimizers vs torch.optim, largest relative error',
+    'rosenbrock_final_f_sgd': 'Rosenbrock, final f, SGD',
+    'rosenbrock_final_f_momentum': 'Rosenbrock, final f, momentum',
+    'rosenbrock_final_f_nesterov': 'Rosenbrock, final f, Nesterov',
+    'saddle_final_f_adam': 'saddle, final f, Adam',
+    'saddle_final_f_rmsprop': 'saddle, final f, RMSprop',
+    'ill_conditioned_final_f_adagrad': 'ill-conditioned bowl, final f, AdaGrad',
+    'overfit_test_acc_none': '1,000-image MLP, test acc., no regularizer',
+    'overfit_gap_none': 'train-test gap, no regularizer',
+    'overfit_test_acc_l2': 'test acc., ℓ2',
+    'overfit_test_acc_l1': 'test acc., ℓ1',
+    'overfit_test_acc_weight_decay': 'test acc., weight decay (AdamW)',
+    'overfit_test_acc_dropout': 'test acc., dropout',
+    'overfit_test_acc_augmentation': 'test acc., data augmentation',
+    'overfit_gap_augmentation': 'train-test gap, augmentation',
+    'torch_dropout_test_acc': 'test acc., PyTorch dropout twin',
+    'search_grid_best_val_acc': 'grid search, best val. acc.',
+    'search_random_best_val_acc': 'random search, best val. acc.',
+    'unscaled_max_weight_d1024': 'unscaled scores at D=1024, largest attention weight',
+    'unscaled_jacobian_ratio_d1024_d4': 'unscaled scores, softmax Jacobian D=1024 / D=4',
+    'scaled_score_std_d1024': 'scaled scores at D=1024, std',
+    'mha_numpy_over_torch_no_mask': 'multi-head attention, NumPy / PyTorch time',
+    'mha_numpy_over_torch_causal': 'causal multi-head attention, NumPy / PyTorch time',
+    'max_grad_error_autograd': 'attention backward vs autograd, largest relative error',
+    'max_grad_error_centred': 'attention backward vs centred differences, largest relative error',
+    'toy_accuracy': 'NumPy Transformer, reversal acc.',
+    'toy_torch_accuracy': 'PyTorch twin, reversal acc.',
+    'sort_sequence_accuracy': 'NumPy encoder-decoder, sorted sequences exact',
+    'alignment_accuracy': 'cross-attention alignment acc.',
+    'gpt_val_loss': 'tiny GPT, Tiny Shakespeare val. loss',
+    'gpt_train_seconds': 'tiny GPT training s',
+    'tang_val_loss': 'Tang-poem GPT val. loss',
+    'pca_test_mse': 'PCA (16 components), test MSE',
+    'pca_2d_test_mse': 'PCA (2 components), test MSE',
+    'kmeans_purity': 'k-means purity',
+    'ae_test_mse': 'autoencoder (code 16), test MSE',
+    'ae_2d_test_mse': 'autoencoder (code 2), test MSE',
+    'knn_2d_acc_pca': 'kNN on 2-D PCA codes, acc.',
+    'knn_2d_acc_autoencoder': 'kNN on 2-D autoencoder codes, acc.',
+    'dae_test_mse_noise_0_5': 'denoising autoencoder, MSE on masked inputs',
+    'ae_test_mse_noise_0_5': 'plain autoencoder, MSE on masked inputs',
+    'conv_ae_test_mse': 'conv autoencoder, test MSE',
+    'conv_ae_train_seconds': 'conv autoencoder training s',
+    'numpy_vae_digits_nelbo': 'NumPy VAE, 8x8 digits −ELBO',
+    'vae_test_nelbo': 'VAE, MNIST test −ELBO',
+    'vae_test_kl': 'VAE, test KL term',
+    'vae_importance_nll_500': 'VAE, importance-sampled −log p(x) (500 samples)',
+    'vae_train_seconds': 'VAE training s',
+    'vae_2d_test_nelbo': '2-D VAE, MNIST test −ELBO',
+    'vae_active_units': 'active latent units',
+    'numpy_gan_modes': 'NumPy GAN, ring modes covered (of 8)',
+    'numpy_gan_high_quality': 'NumPy GAN, samples near a mode (fraction)',
+    'judge_accuracy': 'LeNet-5 judge, test acc.',
+    'dcgan_confident': 'DCGAN digits judged with p > 0.9 (fraction)',
+    'dcgan_classes': 'DCGAN classes among them',
+    'dcgan_entropy': 'DCGAN class entropy (nats)',
+    'dcgan_train_seconds': 'DCGAN training s',
+    'real_digits_confident': 'real digits judged with p > 0.9',
+    'roll_energy_distance': 'swiss-roll DDPM, energy distance',
+    'roll_gaussian_energy_distance': 'matched Gaussian, energy distance',
+    'unet_train_seconds': 'U-Net training s',
+    'ddpm_confident': 'U-Net DDPM digits judged with p > 0.9 (fraction)',
+    'ddpm_classes': 'DDPM classes among them',
+    'ddim_confident': 'DDIM digits with p > 0.9',
+    'ddim_classes': 'DDIM classes',
+    'ddpm_sampling_seconds': 'DDPM sampling s',
+    'latent_confident': 'latent diffusion digits with p > 0.9',
+    'latent_classes': 'latent diffusion classes',
+    'latent_energy_distance': 'latent diffusion, energy distance to the codes',
+    'vae_prior_confident': 'VAE prior samples with p > 0.9',
+    'lm_perplexity': 'Chinese character GRU LM, held-out perplexity',
+    'bleu_greedy': 'GRU + attention en→zh, held-out BLEU, greedy',
+    'bleu_beam': 'same sentences, beam 4',
+    'transformer_bleu': 'Transformer en→zh BLEU, greedy',
+    'fra_bleu': 'GRU + attention en→fr BLEU',
+    'frames_per_second': 'frames/s',
+    'render_ms': 'drawing ms/frame',
+    'circles_test_acc': "circles, test acc. after the check's training",
+    'batch32_fixed_lr_train_loss': 'batch 32, fixed LR, train loss',
+    'batch32_fixed_lr_test_acc': 'batch 32, fixed LR, test acc.',
+    'batch32_linear_scaling_train_loss': 'batch 32, linear scaling, train loss',
+    'batch32_linear_scaling_test_acc': 'batch 32, linear scaling, test acc.',
+    'batch32_scaling_warmup_train_loss': 'batch 32, scaling + warm-up, train loss',
+    'batch32_scaling_warmup_test_acc': 'batch 32, scaling + warm-up, test acc.',
+    'batch128_fixed_lr_train_loss': 'batch 128, fixed LR, train loss',
+    'batch128_fixed_lr_test_acc': 'batch 128, fixed LR, test acc.',
+    'batch128_linear_scaling_train_loss': 'batch 128, linear scaling, train loss',
+    'batch128_linear_scaling_test_acc': 'batch 128, linear scaling, test acc.',
+    'batch128_scaling_warmup_train_loss': 'batch 128, scaling + warm-up, train loss',
+    'batch128_scaling_warmup_test_acc': 'batch 128, scaling + warm-up, test acc.',
+    'batch512_fixed_lr_train_loss': 'batch 512, fixed LR, train loss',
+    'batch512_fixed_lr_test_acc': 'batch 512, fixed LR, test acc.',
+    'batch512_linear_scaling_train_loss': 'batch 512, linear scaling, train loss',
+    'batch512_linear_scaling_test_acc': 'batch 512, linear scaling, test acc.',
+    'batch512_scaling_warmup_train_loss': 'batch 512, scaling + warm-up, train loss',
+    'batch512_scaling_warmup_test_acc': 'batch 512, scaling + warm-up, test acc.',
+}
+
+
+def label(name: str) -> str:
+    return LABELS.get(name, name)
+
+
+def fmt(value: float) -> str:
+    """Integers as integers, everything else with four significant digits."""
+    if float(value).is_integer() and abs(value) < 1e6:
+        return str(int(value))
+    return f"{value:.4g}"
+
+
+def read_dir(folder: Path) -> dict[str, dict]:
+    return {p.stem: load(p) for p in sorted(folder.glob("*.json")) if p.name != "course.json"}
+
+
+def notebook_link(stem: str) -> str:
+    return f"[{stem}](notebooks/{stem}.ipynb)"
+
+
+def render_quick(folder: Path = RESULTS / "quick") -> str:
+    rows = ["| notebook | results (quick profile) |", "|---|---|"]
+    for stem, data in read_dir(folder).items():
+        if data["profile"] != "quick":
+            raise ValueError(f"{folder / stem}.json records the {data['profile']} profile, not quick")
+        text = "; ".join(f"{label(k)} {fmt(v)}" for k, v in data["metrics"].items()) or "–"
+        rows.append(f"| {notebook_link(stem)} | {text} |")
+    return "\n".join(rows)
+
+
+def render_gpu(folder: Path = RESULTS / "gpu") -> str:
+    course_file = folder / "course.json"
+    if not course_file.exists():
+        return "Full profile on a GPU: not yet measured."
+    course = json.loads(course_file.read_text(encoding="utf-8"))
+    m = course["machine"]
+    lines = [f"Measured on {m.get('gpu', '?')} (compute capability {m.get('capability', '?')}, "
+             f"{m.get('gpu_memory_gib', '?')} GiB; driver and name from nvidia-smi: {m.get('nvidia_smi', '?')}), "
+             f"CUDA runtime {m.get('cuda_runtime', '?')}, PyTorch {m.get('torch', '?')}, "
+             f"{m.get('cpu_count', '?')} CPU cores; {course['slots']} notebooks at a time, "
+             f"{course['threads_per_notebook']} CPU threads each; whole course {fmt(course.get('course_wall_s', 0))} s.",
+             "", "| notebook | wall s | status | results |", "|---|---|---|---|"]
+    metrics = read_dir(folder)
+    for stem, run in course["notebooks"].items():
+        recorded = metrics.get(stem, {}).get("metrics", {})
+        text = "; ".join(f"{label(k)} {fmt(v)}" for k, v in recorded.items()) or "–"
+        lines.append(f"| {notebook_link(stem)} | {fmt(run['wall_s']) if 'wall_s' in run else '–'} | "
+                     f"{run['status']} | {text} |")
+    return "\n".join(lines)
+
+
+RENDERERS = {"quick": render_quick, "gpu": render_gpu}
+
+
+def _block(name: str) -> re.Pattern:
+    return re.compile(rf"(<!-- results:{name} -->)(.*?)(<!-- /results:{name} -->)", re.S)
+
+
+def render_readme(text: str) -> str:
+    for name, render in RENDERERS.items():
+        pattern = _block(name)
+        if not pattern.search(text):
+            raise ValueError(f"README has no <!-- results:{name} --> ... <!-- /results:{name} --> block")
+        table = render()
+        text = pattern.sub(lambda m: m.group(1) + "\n" + table + "\n" + m.group(3), text)
+    return text
+
+
+def unlabelled(folders=(RESULTS / "quick", RESULTS / "gpu")) -> list[str]:
+    """Recorded metric names that have no README label."""
+    names = {n for f in folders if f.exists() for d in read_dir(f).values() for n in d["metrics"]}
+    return sorted(n for n in names if n not in LABELS)
+
+
+def collect(profile_dir: str, source: Path, course: Path | None) -> list[Path]:
+    target = RESULTS / profile_dir
+    files = sorted(source.glob("*.json"))
+    if not files:
+        raise SystemExit(f"no metric files in {source}: run the notebooks first")
+    target.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for path in files:
+        load(path)  # checks the layout
+        copied.append(Path(shutil.copy2(path, target / path.name)))
+    if course is not None:
+        copied.append(Path(shutil.copy2(course, target / "course.json")))
+    return copied
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nndl_helpers.results", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("collect", help="copy recorded metric files into results/<name>/")
+    c.add_argument("name", choices=sorted(RENDERERS))
+    c.add_argument("--from", dest="source", type=Path, default=None)
+    c.add_argument("--course", type=Path, default=None, help="course.json of benchmarks/gpu_course.py")
+    r = sub.add_parser("readme", help="rewrite (or --check) the README's generated tables")
+    r.add_argument("--check", action="store_true")
+    args = parser.parse_args(argv)
+    if args.command == "collect":
+        for path in collect(args.name, args.source or metrics_dir(), args.course):
+            print(path.relative_to(ROOT))
+        return 0
+    old = README.read_text(encoding="utf-8")
+    new = render_readme(old)
+    if args.check:
+        if new != old:
+            print("README.md's results tables differ from results/: run python -m nndl_helpers.results readme")
+            return 1
+        return 0
+    README.write_text(new, encoding="utf-8")
+    print("README.md " + ("updated" if new != old else "already up to date"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
