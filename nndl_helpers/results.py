@@ -31,6 +31,17 @@ README = ROOT / "README.md"
 
 # What each recorded number is, for a reader of the README. One line each; the unit is in the label.
 LABELS: dict[str, str] = {
+    'bn_test_acc': 'BatchNorm MLP at lr 0.3, test acc.',
+    'no_bn_test_acc': 'same MLP without BatchNorm, test acc.',
+    'torch_twin_lstm_val_ppl': 'PyTorch LSTM matched to the NumPy one, val. perplexity',
+    'twin_vs_numpy_ppl_rel_diff': 'matched LSTMs, relative perplexity difference',
+    'lenet_twin_same_predictions': 'test digits where the twins predict alike (fraction)',
+    'overfit_early_stop_test_acc_none': 'test acc. at the best validation epoch, no regularizer',
+    'overfit_early_stop_test_acc_l2': 'test acc. at the best validation epoch, ℓ2',
+    'overfit_early_stop_test_acc_l1': 'test acc. at the best validation epoch, ℓ1',
+    'overfit_early_stop_test_acc_weight_decay': 'test acc. at the best validation epoch, weight decay',
+    'overfit_early_stop_test_acc_dropout': 'test acc. at the best validation epoch, dropout',
+    'overfit_early_stop_test_acc_augmentation': 'test acc. at the best validation epoch, augmentation',
     'least_squares_param_error': 'least squares, largest error of the fitted weights',
     'gd_closed_form_gap': 'gradient descent vs closed form, largest weight gap',
     'poly9_test_mse': 'degree-9 polynomial, test MSE',

@@ -26,16 +26,16 @@ class ResidualBlock(nn.Module):
 
 
 class TinyUNet(nn.Module):
-    """eps_theta(x_t, t) for (N, 1, 28, 28) images: a U-Net with levels 28, 14 and 7 pixels wide.
-
+    """eps_theta(x_t, t) for (N, 1, size, size) images: a U-Net with levels size, size/2 and size/4 wide
+    (28, 14, 7; or 14, 7, 4). Each decoder level upsamples (nearest neighbour) to its skip's size, then convolves.
     channels  (c1, c2, c3), the widths of the three levels; T  the number of diffusion steps.
     forward(x, t) takes integer steps t (N,) in 0..T.
     """
 
-    def __init__(self, channels=(16, 32, 64), T=1000, emb_dim=64):
+    def __init__(self, channels=(16, 32, 64), T=1000, emb_dim=64, size=28):
         super().__init__()
         c1, c2, c3 = channels
-        self.T, self.emb_dim = int(T), int(emb_dim)
+        self.T, self.emb_dim, self.size = int(T), int(emb_dim), int(size)
         # chapter 8a's sinusoidal codes of t = 0..T (base 10 T, as in DenoiserMLP), looked up on the device
         codes = sinusoidal_positional_encoding(self.T + 1, self.emb_dim, base=10.0 * self.T)
         self.register_buffer("time_codes", torch.from_numpy(codes).float(), persistent=False)
@@ -46,21 +46,21 @@ class TinyUNet(nn.Module):
         self.enc2 = ResidualBlock(c2, c2, emb_dim)
         self.down2 = nn.Conv2d(c2, c3, 3, stride=2, padding=1)          # 14 -> 7
         self.middle = ResidualBlock(c3, c3, emb_dim)
-        self.up2 = nn.ConvTranspose2d(c3, c2, 2, stride=2)              # 7 -> 14
+        self.up2 = nn.Conv2d(c3, c2, 3, padding=1)                      # after upsampling 7 -> 14
         self.dec2 = ResidualBlock(2 * c2, c2, emb_dim)                  # after the skip connection
-        self.up1 = nn.ConvTranspose2d(c2, c1, 2, stride=2)              # 14 -> 28
+        self.up1 = nn.Conv2d(c2, c1, 3, padding=1)                      # after upsampling 14 -> 28
         self.dec1 = ResidualBlock(2 * c1, c1, emb_dim)
         self.head = nn.Sequential(nn.GroupNorm(min(8, c1), c1), nn.SiLU(), nn.Conv2d(c1, 1, 3, padding=1))
 
     def forward(self, x, t):
-        if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
-            raise ValueError(f"TinyUNet expects images of shape (N, 1, 28, 28), got {tuple(x.shape)}")
+        if x.ndim != 4 or tuple(x.shape[1:]) != (1, self.size, self.size):
+            raise ValueError(f"TinyUNet expects images of shape (N, 1, {self.size}, {self.size}), got {tuple(x.shape)}")
         emb = self.time_mlp(self.time_codes[t])                          # t: integer steps 0..T
         h1 = self.enc1(self.stem(x), emb)
         h2 = self.enc2(self.down1(h1), emb)
         h = self.middle(self.down2(h2), emb)
-        h = self.dec2(torch.cat([self.up2(h), h2], dim=1), emb)
-        h = self.dec1(torch.cat([self.up1(h), h1], dim=1), emb)
+        h = self.dec2(torch.cat([self.up2(F.interpolate(h, size=h2.shape[-2:])), h2], dim=1), emb)
+        h = self.dec1(torch.cat([self.up1(F.interpolate(h, size=h1.shape[-2:])), h1], dim=1), emb)
         return self.head(h)
 
 
