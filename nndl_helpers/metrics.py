@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import tempfile
 from pathlib import Path
 
 METRICS_DIR_ENV = "NNDL_METRICS_DIR"
@@ -80,11 +81,18 @@ def record(name: str, value) -> None:
 
 
 def _write() -> None:
+    """Write the file atomically: a temporary file of this process's own, then a rename.
+
+    Two kernels of the same notebook (two open tabs, or the portability tool's parallel runs)
+    write the same file; each renames only its own temporary file, so neither fails, and the file
+    always holds one run's complete numbers.
+    """
     path = _current["path"]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_current["data"], indent=1, sort_keys=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(_current["data"], indent=1, sort_keys=False) + "\n")
+    os.replace(tmp, path)
 
 
 def load(path) -> dict:

@@ -47,3 +47,29 @@ def test_load_rejects_another_layout(tmp_path):
     bad.write_text(json.dumps({"metrics": {}}))
     with pytest.raises(ValueError, match="profile, device, metrics"):
         metrics.load(bad)
+
+
+def _record_many(folder, n, barrier):
+    import os
+
+    os.environ[metrics.METRICS_DIR_ENV] = str(folder)
+    metrics.metrics_file("05b_modern_cnns", "quick", "cpu")
+    barrier.wait(60)                   # both processes write at the same time
+    for i in range(n):
+        metrics.record("step", i)
+
+
+def test_two_kernels_of_one_notebook_write_side_by_side(folder):
+    """Two processes recording into the same file at once: no error, and a complete file at the end."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_record_many, args=(folder, 1000, barrier)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert metrics.load(folder / "05b_modern_cnns.json")["metrics"] == {"step": 999.0}
+    assert not list(folder.glob("*.tmp"))
