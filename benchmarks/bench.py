@@ -1,6 +1,6 @@
 """How fast is the course's from-scratch NumPy code next to PyTorch, on this machine?
 
-    make bench                                 # everything (a few minutes), as below
+    python course.py bench                     # everything (a few minutes), as below
     python benchmarks/bench.py                 # everything (a few minutes)
     python benchmarks/bench.py --skip-notebooks --skip-browser
     python benchmarks/bench.py --only conv2d epochs   # a few parts, printed, results files untouched
@@ -22,7 +22,7 @@ Speed is checked here, not in the correctness suite: the notebooks and the brows
 with ``NNDL_CHECK_SPEED=1`` (``nndl_helpers.config.speed_checks_enabled``), so their own speed
 asserts, which ``make test`` leaves off, fail here and show in the report.
 
-It measures what `make lab` gives a reader: when the thread-pool and memory settings of
+It measures what `python course.py lab` gives a reader: when the thread-pool and memory settings of
 ``nndl_helpers.config.RUNTIME_ENV`` are missing from the environment, it starts itself
 again with them (``--as-is`` measures the environment as it is instead).
 """
@@ -49,7 +49,7 @@ REPO = HERE.parent
 
 
 def _restart_with_runtime_env() -> None:
-    """Start again as `make lab` would: RUNTIME_ENV must be set before NumPy and PyTorch start their pools."""
+    """Start again as `python course.py lab` would: RUNTIME_ENV must be set before NumPy and PyTorch start their pools."""
     if "--as-is" in sys.argv or not runtime_env_missing():
         return
     env = {**RUNTIME_ENV, **os.environ}
@@ -548,7 +548,7 @@ def main(argv=None) -> int:
                          f"{', '.join(parts)}")
     ap.add_argument("--out", default=str(HERE))
     ap.add_argument("--as-is", action="store_true",
-                    help="do not add the RUNTIME_ENV settings that `make lab` sets (compare with and without)")
+                    help="do not add the RUNTIME_ENV settings that `python course.py lab` sets (compare with and without)")
     args = ap.parse_args(argv)
 
     os.environ.setdefault("NNDL_PROFILE", "quick")

@@ -23,8 +23,9 @@ PROFILE_ENV = "NNDL_PROFILE"
 # 450 s, stopped there; with these settings both finished in 40 s, against 25 s alone). glibc
 # also hands big temporaries back to the system after each use, and NumPy pays page faults to
 # fetch them again. These settings make idle workers sleep at once and keep freed memory for
-# reuse. They must be in the environment before NumPy and PyTorch are imported: `make lab`,
-# `make test`, `make bench` and `nbtools run` set them (the Makefile holds the same values).
+# reuse. They must be in the environment before NumPy and PyTorch are imported: every program
+# `python course.py` starts (lab, test, bench, ...) and `nbtools run` get them; course.py reads
+# them from this dict.
 RUNTIME_ENV = {
     "OMP_WAIT_POLICY": "PASSIVE",              # PyTorch's OpenMP workers sleep when idle
     "OPENBLAS_THREAD_TIMEOUT": "4",            # OpenBLAS workers spin 2**4 cycles, not 2**28
@@ -40,7 +41,7 @@ def speed_checks_enabled(environ=None) -> bool:
     """Whether the notebooks' speed targets are asserted (``NNDL_CHECK_SPEED=1``).
 
     Wall time depends on the machine and on what else it is doing, so correctness runs
-    (``make test``, a reader's run-all) only measure and print timings; ``make bench``
+    (``python course.py test``, a reader's run-all) only measure and print timings; ``course.py bench``
     sets ``NNDL_CHECK_SPEED=1`` and the same cells then assert their targets.
     """
     environ = os.environ if environ is None else environ
@@ -111,7 +112,7 @@ def describe(device, profile: str) -> str:
     """One line for the setup cell: library versions, device, profile and CPU threads.
 
     A second line, a tip, follows when PyTorch uses several CPU threads and the RUNTIME_ENV
-    settings are missing (Jupyter was not started with `make lab`).
+    settings are missing (Jupyter was not started with `python course.py lab`).
     """
     import torch
 
@@ -131,7 +132,7 @@ def describe(device, profile: str) -> str:
         line += (
             f"\ntip: {', '.join(missing)} not set, so NumPy's and PyTorch's thread pools may busy-wait "
             f"against each other (slow with two notebooks open on a small machine); start Jupyter with "
-            f"`make lab`, or see the README's 'Speed on small machines'"
+            f"`python course.py lab`, or see the README's 'Speed on small machines'"
         )
     return line
 

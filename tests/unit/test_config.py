@@ -116,7 +116,7 @@ def test_describe_tips_about_thread_pools_only_when_it_matters(monkeypatch):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     text = nh.describe(torch.device("cpu"), "quick")
-    assert text.count("\n") == 1 and "tip:" in text and "make lab" in text
+    assert text.count("\n") == 1 and "tip:" in text and "python course.py lab" in text
     assert all(key in text for key in RUNTIME_ENV)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)   # one thread: no pool to busy-wait
     assert "\n" not in nh.describe(torch.device("cpu"), "quick")
@@ -124,18 +124,6 @@ def test_describe_tips_about_thread_pools_only_when_it_matters(monkeypatch):
     for key, value in RUNTIME_ENV.items():
         monkeypatch.setenv(key, value)
     assert "\n" not in nh.describe(torch.device("cpu"), "quick")
-
-
-def test_makefile_exports_the_runtime_settings():
-    """`make lab/test/bench` must give kernels exactly the settings RUNTIME_ENV documents."""
-    import re
-    from pathlib import Path
-
-    from nndl_helpers.config import RUNTIME_ENV
-
-    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
-    exported = dict(re.findall(r"^export (\w+) \?= (\S+)$", makefile, flags=re.M))
-    assert exported == RUNTIME_ENV
 
 
 def test_section_timer_records_each_section_since_the_previous_one():

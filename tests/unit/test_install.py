@@ -1,13 +1,15 @@
-"""The install: what is declared where, and what `make install` does with a virtual environment.
+"""The install: what is declared where, and what `python course.py install` does with a virtual environment.
 
 The declarations: every package ``nndl_helpers`` imports is a dependency in ``pyproject.toml``,
 every package a notebook imports comes with ``requirements.txt``, test tools stay out of it, and
 ``constraints.txt`` pins every requirement (PyTorch excepted: ``TORCH`` decides that one).
 
-The Makefile is run for real, offline and in a second, against a stand-in interpreter: a
-shell script that records each call and makes a "virtual environment" of shell scripts. So
-the tests see which commands ``make`` runs (a broken environment made again, PyTorch
-replaced when ``TORCH`` changes, the constraints passed to pip) without installing anything.
+The launcher ``course.py`` (and ``make``, its alias) is run for real, offline and in a second,
+against a stand-in interpreter: a shell script that records each call and makes a "virtual
+environment" of shell scripts. So the tests see which commands it runs (a broken environment made
+again, PyTorch replaced when ``--torch`` changes, the constraints passed to pip) without installing
+anything. Its Windows and macOS branches (venv layout, argument splitting) are run in process with
+the platform as a parameter.
 """
 from __future__ import annotations
 
@@ -205,7 +207,7 @@ def test_every_requirement_has_a_pin_that_satisfies_it():
 
 def test_constraints_are_exact_pins_for_one_python_without_torch():
     text = (REPO / "constraints.txt").read_text(encoding="utf-8")
-    assert "make constraints" in text, "the header should say how to regenerate the file"
+    assert "python course.py constraints" in text, "the header should say how to regenerate the file"
     pins = _constraints()
     assert len(pins) > 20
     for name, pin in pins.items():
@@ -217,7 +219,7 @@ def test_constraints_are_exact_pins_for_one_python_without_torch():
     assert len({str(p.marker) for p in pins.values()}) == 1, "pins from more than one Python"
 
 
-# --------------------------------------------------------------------------- the Makefile, run
+# ------------------------------------------------------------------- the launcher (course.py), run
 
 
 # The stand-in for `python3`: `-m venv DIR` makes DIR/bin/python from the stand-in for a
@@ -239,18 +241,23 @@ fi
 """
 FAKE_VENV_PYTHON = """#!/bin/sh
 echo "venv $*" >> "$FAKE_LOG"
+env | grep -E '^(OMP_WAIT_POLICY|PYTEST_SEEN)=' | sed 's/^/env /' >> "$FAKE_LOG"
 """
 
 
 @pytest.fixture()
 def fake(tmp_path):
-    """A copy of the install files, a stand-in python3, and a runner for `make` that returns its log."""
-    if shutil.which("make") is None:
-        pytest.skip("no make")
+    """A copy of the launcher and install files, a stand-in python3, and a runner that returns the log."""
+    if os.name != "posix":
+        pytest.skip("the stand-in interpreters are shell scripts")
     work = tmp_path / "checkout"
-    work.mkdir()
-    for name in ("Makefile", "requirements.txt", "requirements-test.txt", "pyproject.toml", "constraints.txt"):
+    (work / "nndl_helpers").mkdir(parents=True)
+    for name in ("course.py", "Makefile", "requirements.txt", "requirements-test.txt", "pyproject.toml",
+                 "constraints.txt", "nndl_helpers/config.py"):
         shutil.copy(REPO / name, work / name)
+    (work / "notebooks").mkdir()
+    for name in ("05a_x.ipynb", "02_y.ipynb", "playground.ipynb", "scratch.ipynb"):
+        (work / "notebooks" / name).write_text("{}")
     tools = tmp_path / "tools"
     tools.mkdir()
     for name, text in (("python3", FAKE_PYTHON), ("venv-python", FAKE_VENV_PYTHON)):
@@ -261,18 +268,37 @@ def fake(tmp_path):
     class Fake:
         root, venv = work, work / "venv"
 
-        def make(self, *args, torch="torch==A", venv_kind="", check=True):
-            log.write_text("")
-            env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+        def env(self, venv_kind=""):
+            env = {k: v for k, v in os.environ.items()
+                   if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "VENV", "TORCH", "CONSTRAINTS", "PYTHON",
+                                "PYTEST_ARGS", "OMP_WAIT_POLICY")}
             env.update(FAKE_LOG=str(log), FAKE_VENV=venv_kind, FAKE_VENV_PYTHON=str(tools / "venv-python"))
-            proc = subprocess.run(["make", "--no-print-directory", *args, "VENV=venv", f"PYTHON={tools / 'python3'}",
-                                   f"TORCH={torch}"], cwd=work, env=env, capture_output=True, text=True,
-                                  timeout=60)
+            return env
+
+        def _calls(self, with_env=False):
+            # what ran, without the quick health check the launcher does each time it starts
+            return [line for line in log.read_text().splitlines()
+                    if line != "venv -c import pip" and (with_env or not line.startswith("env "))]
+
+        def course(self, *args, torch="torch==A", venv_kind="", check=True, options=(), with_env=False):
+            log.write_text("")
+            cmd = [sys.executable, "course.py", "--python", str(tools / "python3"), "--venv", "venv",
+                   "--torch", torch, *options, *args]
+            self.proc = subprocess.run(cmd, cwd=work, env=self.env(venv_kind), capture_output=True, text=True,
+                                       timeout=60)
             if check:
-                assert proc.returncode == 0, proc.stdout + proc.stderr
-            self.proc = proc
-            # what ran, without the quick health check make does each time it starts
-            return [line for line in log.read_text().splitlines() if line != "venv -c import pip"]
+                assert self.proc.returncode == 0, self.proc.stdout + self.proc.stderr
+            return self._calls(with_env)
+
+        def make_n(self, *args):
+            """What `make -n` would run: the launcher's command line."""
+            if shutil.which("make") is None:
+                pytest.skip("no make")
+            proc = subprocess.run(["make", "-n", "--no-print-directory", *args, "VENV=venv", "TORCH=torch==A",
+                                   "PYTHON=python3"], cwd=work, env=self.env(), capture_output=True, text=True,
+                                  timeout=60)
+            assert proc.returncode == 0, proc.stderr
+            return proc.stdout.strip()
 
     return Fake()
 
@@ -282,66 +308,93 @@ def _pip_installs(calls):
 
 
 def test_install_makes_a_venv_and_installs_torch_then_the_constrained_requirements(fake):
-    calls = fake.make("install")
+    calls = fake.course("install")
     assert calls[0].endswith("-m venv venv")
     installs = _pip_installs(calls)
     assert installs == ["venv -m pip install --upgrade pip",
                         "venv -m pip install torch==A",
                         "venv -m pip install -c constraints.txt -r requirements.txt -e ."]
-    assert (fake.venv / ".torch").read_text() == "torch==A\n"
-    assert (fake.venv / ".installed").exists()
-    assert fake.make("install") == [], "a second run has nothing to do"
+    assert "[4/4]" in fake.proc.stdout, "progress is printed"
+    assert fake.course("install") == [], "a second run has nothing to do"
 
 
-def test_make_lab_installs_only_the_students_set_and_make_test_adds_the_test_tools(fake):
-    assert not any("requirements-test.txt" in c for c in fake.make("install"))
-    # `make -n test` prints what `make test` would do: the test tools, then pytest
-    dry = fake.make("-n", "test")
+def test_lab_installs_only_the_students_set_and_test_adds_the_test_tools(fake):
+    assert not any("requirements-test.txt" in c for c in fake.course("install"))
+    # --dry-run prints what `test` would do: the test tools, then pytest
+    assert fake.course("--dry-run", "test") == []
     printed = fake.proc.stdout
-    assert dry == []
     assert "pip install -c constraints.txt -r requirements-test.txt" in printed
     assert "pip install torch" not in printed, "the notebooks' set is already installed"
     assert printed.index("requirements-test.txt") < printed.index("-m pytest")
-    assert _pip_installs(fake.make("install-test")) == [
+    assert _pip_installs(fake.course("install-test")) == [
         "venv -m pip install -c constraints.txt -r requirements-test.txt"]
-    assert (fake.venv / ".installed-test").exists()
+    assert fake.course("install-test") == []
 
 
-@pytest.mark.parametrize("target", ["test", "bench", "notebooks", "check-portable"])
-def test_targets_that_run_tests_or_notebooks_install_the_test_tools(fake, target):
-    fake.make("-n", target)
+@pytest.mark.parametrize("command", ["test", "bench", "notebooks", "check-portable", "site"])
+def test_commands_that_run_tests_or_notebooks_install_the_test_tools(fake, command):
+    fake.course("--dry-run", command)
     assert "-r requirements-test.txt" in fake.proc.stdout
 
 
-def test_make_lab_does_not_install_the_test_tools(fake):
-    fake.make("-n", "lab", "playground")
+@pytest.mark.parametrize("command", ["lab", "playground"])
+def test_lab_and_playground_do_not_install_the_test_tools(fake, command):
+    fake.course("--dry-run", command)
     assert "-r requirements.txt" in fake.proc.stdout
     assert "requirements-test.txt" not in fake.proc.stdout
 
 
-def test_check_portable_runs_the_portability_module(fake):
-    fake.make("install-test")
-    fake.make("-n", "check-portable")
-    assert re.search(r"^venv/bin/python -m nndl_helpers\.portability\b", fake.proc.stdout, re.M), fake.proc.stdout
-    assert "check-portable" in (REPO / "Makefile").read_text().split("\n\n")[0], "documented in the header"
+def test_each_command_starts_its_program_with_the_runtime_settings(fake):
+    from nndl_helpers.config import RUNTIME_ENV
+
+    fake.course("install-test")
+    expected = {
+        "lab": "venv -m jupyter lab notebooks/",
+        "playground": "venv -m voila notebooks/playground.ipynb",
+        "bench": "venv benchmarks/bench.py",
+        "check-portable": "venv -m nndl_helpers.portability check",
+        # the numbered notebooks in order, then the playground; nothing else in the folder
+        "notebooks": "venv -m nndl_helpers.nbtools run notebooks/02_y.ipynb notebooks/05a_x.ipynb "
+                     "notebooks/playground.ipynb",
+        "test": "venv -m pytest -n 2 --dist loadscope --durations=25",
+        "site": "venv -m nndl_helpers.site build",
+    }
+    for command, line in expected.items():
+        assert fake.course(command, with_env=True) == [line, f"env OMP_WAIT_POLICY={RUNTIME_ENV['OMP_WAIT_POLICY']}"]
 
 
-def test_a_broken_venv_is_made_again_even_under_a_stamp(fake):
-    # what an interrupted `python3 -m venv` leaves: a python that does not run, and a stale stamp
+def test_pytest_arguments_come_after_the_command_or_from_pytest_args(fake):
+    fake.course("install-test")
+    assert fake.course("test", "--", "-m", "not ui")[0].endswith("--durations=25 -m not ui")
+    line = fake.make_n("test", "PYTEST_ARGS=-m 'not ui' -x")
+    assert line.endswith("test -- -m 'not ui' -x"), line
+
+
+@pytest.mark.parametrize("target", ["lab", "test", "playground", "bench", "check-portable", "notebooks", "site",
+                                    "install", "install-test", "constraints", "clean"])
+def test_make_is_a_thin_alias_of_the_launcher(fake, target):
+    line = fake.make_n(target)
+    assert line.startswith('python3 course.py --python "python3" --venv "venv" --torch "torch==A" '
+                           '--constraints "constraints.txt" ' + target), line
+
+
+def test_a_broken_venv_is_made_again_even_when_recorded_as_installed(fake):
+    fake.course("install")
+    state = (fake.venv / ".course-install.json").read_text()
+    # what an interrupted `python3 -m venv` leaves: a python that does not run
+    shutil.rmtree(fake.venv)
     (fake.venv / "bin").mkdir(parents=True)
     (fake.venv / "pyvenv.cfg").write_text("home = /gone\n")
     (fake.venv / "bin" / "python").write_text("#!/bin/sh\nexit 1\n")
     (fake.venv / "bin" / "python").chmod(0o755)
     (fake.venv / "leftover").write_text("")
-    for stamp in (".installed", ".installed-test"):
-        (fake.venv / stamp).write_text("")
-    (fake.venv / ".torch").write_text("torch==A\n")
-    calls = fake.make("install")
+    (fake.venv / ".course-install.json").write_text(state)
+    calls = fake.course("install")
     assert "making it again" in fake.proc.stdout
     assert calls[0].endswith("-m venv venv")
     assert not (fake.venv / "leftover").exists(), "the broken environment was reused"
     assert "venv -m pip install -c constraints.txt -r requirements.txt -e ." in calls
-    assert fake.make("install") == []
+    assert fake.course("install") == []
 
 
 def test_a_dangling_venv_python_is_made_again(fake):
@@ -349,42 +402,123 @@ def test_a_dangling_venv_python_is_made_again(fake):
     (fake.venv / "bin").mkdir(parents=True)
     (fake.venv / "pyvenv.cfg").write_text("home = /gone\n")
     (fake.venv / "bin" / "python").symlink_to("/nonexistent/python3.11")
-    (fake.venv / ".installed").write_text("")
-    calls = fake.make("install")
+    calls = fake.course("install")
     assert calls[0].endswith("-m venv venv")
     assert (fake.venv / "bin" / "python").is_file()
 
 
+def test_a_folder_that_is_not_a_venv_is_never_deleted(fake):
+    fake.venv.mkdir()
+    (fake.venv / "notes.txt").write_text("mine")
+    calls = fake.course("install", check=False)
+    assert fake.proc.returncode == 1 and "not a virtual environment" in fake.proc.stderr
+    assert calls == [] and (fake.venv / "notes.txt").exists()
+
+
 def test_python_without_venv_support_is_a_clear_error_every_time(fake):
     for _ in range(2):  # the half-made environment must not be trusted on the next run either
-        calls = fake.make("install", venv_kind="nopip", check=False)
-        assert fake.proc.returncode != 0
-        assert "python3-venv" in fake.proc.stderr, fake.proc.stderr
+        calls = fake.course("install", venv_kind="nopip", check=False)
+        assert fake.proc.returncode == 1
+        assert "python3-venv" in fake.proc.stderr and "Traceback" not in fake.proc.stderr, fake.proc.stderr
         assert calls[0].endswith("-m venv venv") and not _pip_installs(calls)
         assert not fake.venv.exists(), "the half-made environment was left behind"
 
 
 def test_another_torch_replaces_the_installed_one(fake):
-    fake.make("install-test", torch="torch==A")
-    calls = fake.make("install-test", torch="torch --index-url https://example.invalid/cpu")
+    fake.course("install-test", torch="torch==A")
+    calls = fake.course("install-test", torch="torch --index-url https://example.invalid/cpu")
     assert "venv -m pip uninstall -y torch" in calls, calls
     uninstall = calls.index("venv -m pip uninstall -y torch")
     assert calls[uninstall + 1] == "venv -m pip install torch --index-url https://example.invalid/cpu"
     assert "venv -m pip install -c constraints.txt -r requirements-test.txt" in calls
-    assert (fake.venv / ".torch").read_text() == "torch --index-url https://example.invalid/cpu\n"
-    assert fake.make("install-test", torch="torch --index-url https://example.invalid/cpu") == []
+    assert fake.course("install-test", torch="torch --index-url https://example.invalid/cpu") == []
 
 
 def test_constraints_can_be_turned_off(fake):
-    calls = fake.make("install", "CONSTRAINTS=")
+    calls = fake.course("install", options=("--constraints", ""))
     assert "venv -m pip install -r requirements.txt -e ." in calls
     assert not any("-c " in c for c in _pip_installs(calls))
 
 
-def test_editing_the_constraints_installs_again(fake):
-    fake.make("install-test")
-    os.utime(fake.root / "constraints.txt", (2e9, 2e9))  # newer than the stamps
-    calls = fake.make("install-test")
+@pytest.mark.parametrize("name", ["constraints.txt", "requirements.txt", "pyproject.toml"])
+def test_editing_the_requirements_or_constraints_installs_again(fake, name):
+    fake.course("install-test")
+    with open(fake.root / name, "a") as f:
+        f.write("\n# edited\n")
+    calls = fake.course("install-test")
     assert "venv -m pip install -c constraints.txt -r requirements.txt -e ." in calls
+    assert "venv -m pip install -c constraints.txt -r requirements-test.txt" in calls
     assert "venv -m pip install torch==A" in calls  # same TORCH: nothing uninstalled
     assert "venv -m pip uninstall -y torch" not in calls
+
+
+def test_editing_the_test_requirements_installs_only_the_test_tools(fake):
+    fake.course("install-test")
+    with open(fake.root / "requirements-test.txt", "a") as f:
+        f.write("\n# edited\n")
+    assert _pip_installs(fake.course("install-test")) == [
+        "venv -m pip install -c constraints.txt -r requirements-test.txt"]
+
+
+# ------------------------------------------------- the launcher's platform branches, in process
+
+
+def _launcher(tmp_path, platform, **kw):
+    course = _course_module()
+    return course.Launcher(root=tmp_path, platform=platform, dry_run=True, **kw)
+
+
+@functools.lru_cache(maxsize=None)
+def _course_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("course_launcher", REPO / "course.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("platform, parts", [("win32", ("Scripts", "python.exe")), ("linux", ("bin", "python")),
+                                             ("darwin", ("bin", "python"))])
+def test_the_venv_layout_of_each_platform(tmp_path, platform, parts):
+    course = _course_module()
+    assert course.venv_python(tmp_path / ".venv", platform).parts[-2:] == parts
+    launcher = _launcher(tmp_path, platform)
+    launcher.test([])  # a fresh checkout: every step is printed, nothing runs
+    pythons = {cmd[0] for cmd in launcher.ran[1:]}
+    assert pythons == {str(tmp_path / ".venv" / Path(*parts))}, pythons
+    assert launcher.ran[0][1:] == ["-m", "venv", ".venv"]
+    assert launcher.ran[-1][1:4] == ["-m", "pytest", "-n"]
+
+
+@pytest.mark.parametrize("platform", ["win32", "linux", "darwin"])
+def test_a_torch_spec_is_split_into_arguments_on_each_platform(tmp_path, platform):
+    spec = r"torch --find-links C:\wheels\cpu" if platform == "win32" else "torch --find-links '/my wheels'"
+    launcher = _launcher(tmp_path, platform, torch=spec)
+    launcher.install()
+    torch_install = next(cmd for cmd in launcher.ran if "install" in cmd and cmd[-1] != "pip" and "-r" not in cmd)
+    expected = r"C:\wheels\cpu" if platform == "win32" else "/my wheels"
+    assert torch_install[-3:] == ["torch", "--find-links", expected]
+
+
+def test_the_runtime_settings_reach_the_programs_without_overriding_the_readers(monkeypatch):
+    from nndl_helpers.config import RUNTIME_ENV
+
+    course = _course_module()
+    assert course.runtime_env() == RUNTIME_ENV
+    env = course.child_env({"PATH": "/bin", "OMP_WAIT_POLICY": "ACTIVE"})
+    assert env["OMP_WAIT_POLICY"] == "ACTIVE" and env["PATH"] == "/bin"
+    assert all(env[k] == v for k, v in RUNTIME_ENV.items() if k != "OMP_WAIT_POLICY")
+
+
+def test_the_launcher_uses_only_the_standard_library():
+    tree = ast.parse((REPO / "course.py").read_text())
+    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert names <= set(sys.stdlib_module_names) | {"__future__"}, names - set(sys.stdlib_module_names)
+
+
+def test_ci_and_the_readme_use_the_launcher():
+    assert "course.py test" in (REPO / ".ci" / "run").read_text()
+    readme = (REPO / "README.md").read_text()
+    assert "python course.py lab" in readme and "python course.py test" in readme
