@@ -183,7 +183,7 @@ def run(paths: list[str], timeout: int = 900) -> None:
 
     os.environ.setdefault("NNDL_PROFILE", "quick")
     os.environ.setdefault("NNDL_DEVICE", "cpu")
-    for key, value in RUNTIME_ENV.items():  # the kernels inherit them, as under `make lab`
+    for key, value in RUNTIME_ENV.items():  # the kernels inherit them, as under `python course.py lab`
         os.environ.setdefault(key, value)
     done = []
     for p in paths:

@@ -4,7 +4,7 @@ Plumbing, not teaching: nothing here computes a forward or backward pass of its 
 trains chapter 4's ``MLP`` with an optimizer of chapter 7a on a 2-D toy problem, after mapping each
 point to the features switched on; ``Playground`` is the page of widgets around a trainer, drawn with
 Pillow so that a frame takes a few milliseconds. ``notebooks/playground.ipynb`` (served as a page of
-its own by ``make playground``) and the end of notebook 04 both use them. Like
+its own by ``python course.py playground``) and the end of notebook 04 both use them. Like
 ``nndl_helpers.gradcheck``, this module imports chapter code, which no chapter module imports back.
 
     trainer = Trainer(dataset="spiral", hidden=(8, 8), optimizer="adam", lr=0.03, batch_size=None)
