@@ -308,6 +308,31 @@ def bench_attention(rng) -> BlockResult:
     return res
 
 
+def bench_policy_gradient(rng) -> BlockResult:
+    """One REINFORCE update's gradients (policy MLP and its surrogate loss), NumPy against PyTorch autograd."""
+    N, H = 2048, 64
+    res = BlockResult("policy-gradient step (ch14)", f"batch {N}, policy MLP 4-{H}-2", target_ratio=1.5)
+    ch14, ch14_torch = _module("ch14"), _module("ch14_torch")
+    policy, _ = ch14.make_agent(H, seed=0, dtype=np.float32)
+    obs = rng.standard_normal((N, 4), dtype=np.float32)
+    actions = rng.integers(2, size=N)
+    weights = rng.standard_normal(N).astype(np.float32)
+
+    def numpy_step():
+        ch14.reinforce_gradients(policy, obs, actions, weights)
+
+    params = {k: torch.from_numpy(v.copy()).requires_grad_() for k, v in policy.params.items()}
+    tobs, tact, tw = torch.from_numpy(obs), torch.from_numpy(actions), torch.from_numpy(weights)
+
+    def torch_step():
+        loss = ch14_torch.torch_policy_gradient_loss(ch14_torch.torch_mlp(params, tobs), tact, tw)
+        torch.autograd.grad(loss, list(params.values()))
+
+    res.numpy_ms, res.torch_ms = 1e3 * best_time(numpy_step), 1e3 * best_time(torch_step)
+    res.gflop = 3 * 2 * N * (4 * H + H * 2) / 1e9    # forward matmuls; backward about twice the forward
+    return res
+
+
 # ---------------------------------------------------------------- 3. training epochs
 
 
@@ -535,6 +560,7 @@ BLOCKS = {
     "batchnorm": lambda rng: bench_norm(rng, "BatchNorm"),
     "layernorm": lambda rng: bench_norm(rng, "LayerNorm"),
     "attention": bench_attention,
+    "policy_gradient": bench_policy_gradient,
 }
 
 

@@ -30,7 +30,8 @@ def run_once(bench, monkeypatch):
 
 @pytest.mark.parametrize("block,args", [("bench_affine", ()), ("bench_conv2d", ()), ("bench_pool", ("max",)),
                                         ("bench_pool", ("avg",)), ("bench_lstm_step", ()), ("bench_norm", ("BatchNorm",)),
-                                        ("bench_norm", ("LayerNorm",)), ("bench_attention", ())])
+                                        ("bench_norm", ("LayerNorm",)), ("bench_attention", ()),
+                                        ("bench_policy_gradient", ())])
 def test_every_block_runs(bench, block, args):
     res = getattr(bench, block)(np.random.default_rng(0), *args)
     assert res.numpy_ms is not None and res.torch_ms is not None, res
