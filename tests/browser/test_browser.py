@@ -725,3 +725,211 @@ def test_hang_guards_leave_room_well_beyond_the_speed_targets():
     assert RUN_ALL_S >= 3 * LAB_SPEED_TARGETS["run_all_s"][1]
     assert INTERACTION_S >= 3 * LAB_SPEED_TARGETS["slider_s"][1]
     assert INTERACTION_S >= 3 * PLAY_EPOCHS / PLAYGROUND_SPEED_TARGETS["epochs_per_s"][1]
+
+
+# --------------------------------------------------------------------------- the course as a website
+#
+# `python course.py site` (python -m nndl_helpers.site build) makes artifacts/site/ from the committed
+# notebooks. The fixture reuses it when it is newer than every notebook and the site's own sources,
+# else builds it, with the network cut off where `unshare -n` works (root, as in CI). A plain
+# http.server on 127.0.0.1 serves it; every page is visited in Chromium.
+
+import functools  # noqa: E402  (this section's own imports: the module's tests above do not need them)
+import http.server  # noqa: E402
+import shutil  # noqa: E402
+import threading  # noqa: E402
+
+from nndl_helpers import site as site_builder  # noqa: E402
+
+SITE_OUT = REPO / "artifacts" / "site"
+SITE_BUILD_S = 900     # hang guard: the whole build (about a minute on a busy 2-core machine)
+SITE_PAGE_S = 180      # hang guard: one page loaded, its figures decoded and its math typeset
+# Every page: the start page, each notebook (in chapter order, the playground last).
+SITE_PAGES = ["index"] + [p.stem for p in site_builder.notebook_paths()]
+
+
+def _network_blocker() -> list[str]:
+    """``unshare -n`` where it works (a process without any network), else nothing."""
+    unshare = shutil.which("unshare")
+    if unshare and subprocess.run([unshare, "-n", "true"], capture_output=True).returncode == 0:
+        return [unshare, "-n"]
+    return []
+
+
+@pytest.fixture(scope="module")
+def site_build():
+    """The built site and what it was built from (its stamp); built now unless artifacts/site is current."""
+    if site_builder.is_current(SITE_OUT):
+        how = "reused"
+    else:
+        blocker = _network_blocker()
+        how = "built offline (unshare -n)" if blocker else "built (network not blocked: no unshare -n here)"
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        result = subprocess.run([*blocker, sys.executable, "-m", "nndl_helpers.site", "build", "--out", str(SITE_OUT)],
+                                cwd=REPO, capture_output=True, text=True, timeout=SITE_BUILD_S)
+        (ARTIFACTS / "site_build.log").write_text(result.stdout + result.stderr)
+        if result.returncode != 0:
+            pytest.fail(f"the site did not build (exit {result.returncode}):\n{(result.stdout + result.stderr)[-4000:]}",
+                        pytrace=False)
+        how += f" in {time.monotonic() - t0:.0f} s"
+    info = json.loads((SITE_OUT / site_builder.STAMP).read_text(encoding="utf-8"))
+    print(f"site: {how}; pages: {', '.join(info['pages'])}")
+    if info["skipped"]:
+        warnings.warn(f"SITE BUILT WITHOUT {sorted(info['skipped'])}: not valid JSON when it was built")
+    return info
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class _SiteServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        """A browser that drops a connection (a page left while a font loads) is no error of the site."""
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
+@pytest.fixture(scope="module")
+def site_server(site_build):
+    server = _SiteServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(SITE_OUT)))
+    thread = threading.Thread(target=server.serve_forever, name="site-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url.split("#")[0], timeout=30) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def _watch(page, base: str) -> list[str]:
+    """Everything that went wrong while the page loaded: console errors, failed or non-local requests."""
+    problems = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} ({r.failure})"))
+    page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+    page.on("request", lambda r: None if r.url.startswith((base, "data:", "blob:", "about:"))
+            else problems.append(f"NETWORK request outside the site: {r.url}"))
+    return problems
+
+
+# MathJax 2 has typeset the page: its startup has ended (after the first typeset) and every formula
+# holds MathJax's rendering, none still being processed. Polled, with a time limit.
+_MATH = "span.math.notranslate, div.math.notranslate"  # Sphinx's formulas (MathJax has span.math inside)
+_MATHJAX_DONE_JS = """() => {
+  const MATH = '""" + _MATH + """';
+  const math = [...document.querySelectorAll(MATH)];
+  if (!math.length) return true;
+  if (!(window.MathJax && MathJax.Hub && MathJax.Hub.Startup && MathJax.Hub.Startup.signal)) return false;
+  return MathJax.Hub.Startup.signal.posted.some(m => String(m) === 'End')
+    && !document.querySelector('.MathJax_Processing')
+    && math.every(m => m.querySelector('.MathJax, .MathJax_Display'));
+}"""
+
+# What a reader sees: every formula drawn by MathJax (none left as TeX source, none in error),
+# every <img> decoded, the code blocks' copy buttons, the note, the sidebar's links.
+_PAGE_STATE_JS = """async () => {
+  const MATH = '""" + _MATH + """';
+  const broken = [];
+  await Promise.all([...document.images].map(img => { img.loading = 'eager';
+    return img.decode().catch(() => null); }));
+  for (const img of document.images) if (!(img.complete && img.naturalWidth > 0)) broken.push(img.currentSrc || img.src);
+  const math = [...document.querySelectorAll(MATH)];
+  return {
+    images: document.images.length, broken,
+    math: math.length,
+    rendered: math.filter(m => m.querySelector('.MathJax, .MathJax_Display')).length,
+    unrendered: math.filter(m => !m.querySelector('.MathJax, .MathJax_Display')).slice(0, 5).map(m => m.textContent.slice(0, 80)),
+    mathErrors: [...document.querySelectorAll('.MathJax .merror, .MathJax .noError, .MathJax_Error')].slice(0, 5).map(e => e.textContent.slice(0, 80)),
+    code: document.querySelectorAll('div.highlight pre').length,
+    copyButtons: document.querySelectorAll('button.copybtn').length,
+    note: (document.querySelector('.nndl-run-note') || {innerText: ''}).innerText,
+    download: (document.querySelector('.nndl-run-note a.download') || {href: ''}).href,
+    title: (document.querySelector('main h1') || {innerText: ''}).innerText.replace(/#$/, '').trim(),
+    sidebar: [...document.querySelectorAll('.bd-sidebar-primary nav a.reference.internal')].map(a => ({text: a.innerText.trim(), href: a.href})),
+  };
+}"""
+
+
+def _page_state(page, base: str, name: str) -> tuple[dict, list[str]]:
+    problems = _watch(page, base)
+    page.goto(f"{base}/{name}.html", wait_until="load", timeout=SITE_PAGE_S * 1000)
+    try:
+        page.wait_for_function(_MATHJAX_DONE_JS, timeout=SITE_PAGE_S * 1000, polling=250)
+    except Exception:  # the assertions below say what is missing
+        pass
+    page.wait_for_load_state("networkidle", timeout=SITE_PAGE_S * 1000)
+    return page.evaluate(_PAGE_STATE_JS), problems
+
+
+@pytest.mark.parametrize("name", SITE_PAGES)
+def test_site_page_shows_its_figures_math_code_and_note(browser, site_build, site_server, page, name, record_property):
+    if name != "index" and name not in site_build["pages"]:
+        assert f"{name}.ipynb" in site_build["skipped"], f"{name}: neither a page nor skipped: {site_build}"
+        _unavailable(f"notebooks/{name}.ipynb was not valid JSON when the site was built (being saved?)")
+    t0 = time.monotonic()
+    state, problems = _page_state(page, site_server, name)
+    record_property("load_s", round(time.monotonic() - t0, 2))
+    page.screenshot(path=str(ARTIFACTS / f"site_{name}.png"))
+    assert not problems, f"{name}.html: {problems}"
+    assert not state["broken"], f"{name}.html: images that do not decode: {state['broken']}"
+    assert state["rendered"] == state["math"] and not state["mathErrors"], \
+        f"{name}.html: {state['math'] - state['rendered']} of {state['math']} formulas not rendered " \
+        f"(e.g. {state['unrendered']}); errors: {state['mathErrors']}"
+    links = state["sidebar"]
+    assert links, f"{name}.html: no sidebar"
+    bad = {link["href"]: code for link in links if (code := _status(link["href"])) != 200}
+    assert not bad, f"{name}.html: sidebar links that do not resolve: {bad}"
+    if name == "index":
+        return
+    assert state["title"] == site_build["pages"][name], (state["title"], site_build["pages"][name])
+    assert "Run this notebook" in state["note"] and f"notebooks/{name}.ipynb" in state["note"], state["note"]
+    assert "python course.py" in state["note"]
+    assert state["download"].endswith(f"/{name}.ipynb") and _status(state["download"]) == 200, state["download"]
+    assert state["code"] and state["copyButtons"] >= state["code"], \
+        f"{name}.html: {state['copyButtons']} copy buttons for {state['code']} code blocks"
+
+
+def test_site_sidebar_lists_every_chapter_in_chapter_order(browser, site_build, site_server, page):
+    state, problems = _page_state(page, site_server, "index")
+    assert not problems, problems
+    titles = [link["text"] for link in state["sidebar"]]
+    expected = list(site_build["pages"].values())
+    assert [t for t in titles if t in expected] == expected, f"sidebar {titles}\nexpected, in order: {expected}"
+    chapters = [n for n in site_build["pages"] if n != "playground"]
+    assert chapters == sorted(chapters, key=lambda n: site_builder.chapter_key(Path(n)))
+    pages_with_math = 0
+    for name in site_build["pages"]:
+        html = (SITE_OUT / f"{name}.html").read_text(encoding="utf-8")
+        pages_with_math += 'class="math notranslate nohighlight' in html
+    assert pages_with_math >= len(site_build["pages"]) // 2, "most chapters have formulas: is math parsed?"
+    assert site_builder.check_offline(SITE_OUT) == {}
+
+
+def test_site_search_finds_backpropagation(browser, site_build, site_server, page):
+    from playwright.sync_api import expect
+
+    problems = _watch(page, site_server)
+    page.goto(f"{site_server}/search.html?q=backpropagation", wait_until="load")
+    results = page.locator("#search-results ul.search li")
+    expect(results.first).to_be_visible(timeout=SITE_PAGE_S * 1000)
+    page.screenshot(path=str(ARTIFACTS / "site_search.png"))
+    hrefs = results.locator("a").evaluate_all("links => links.map(a => a.href)")
+    assert hrefs and all(_status(h) == 200 for h in hrefs), hrefs
+    found = {Path(h.split("?")[0].split("#")[0]).stem for h in hrefs}
+    assert found & set(site_build["pages"]), f"no chapter page among the results: {hrefs}"
+    assert not problems, problems
