@@ -333,6 +333,30 @@ def bench_policy_gradient(rng) -> BlockResult:
     return res
 
 
+def bench_rbm_cd1(rng) -> BlockResult:
+    """One CD-1 update of an RBM on a mini-batch: Gibbs step and both phases' gradients, NumPy against PyTorch."""
+    N, D, H = 100, 784, 256
+    res = BlockResult("RBM CD-1 step (ch12)", f"v {N}x{D}, W {D}x{H}", target_ratio=2.5)
+    ch12, ch12_torch = _module("ch12"), _module("ch12_torch")
+    X = (rng.random((N, D)) < 0.3).astype(np.float32)
+    numpy_rbm = ch12.RBM(D, H, k=1, seed=0)
+    sample_rng = np.random.default_rng(0)
+
+    def numpy_step():
+        numpy_rbm.loss(X, sample_rng)
+
+    torch_rbm = ch12_torch.TorchRBM.from_numpy(numpy_rbm.params, k=1)
+    tX = torch.from_numpy(X)
+
+    def torch_step():
+        loss = torch_rbm.loss(tX)
+        torch.autograd.grad(loss, (torch_rbm.W, torch_rbm.b, torch_rbm.c))
+
+    res.numpy_ms, res.torch_ms = 1e3 * best_time(numpy_step), 1e3 * best_time(torch_step)
+    res.gflop = 4 * 2 * N * D * H / 1e9    # v->h, h->v, h of the negative sample and the gradients, roughly
+    return res
+
+
 # ---------------------------------------------------------------- 3. training epochs
 
 
@@ -561,6 +585,7 @@ BLOCKS = {
     "layernorm": lambda rng: bench_norm(rng, "LayerNorm"),
     "attention": bench_attention,
     "policy_gradient": bench_policy_gradient,
+    "rbm_cd1": bench_rbm_cd1,
 }
 
 

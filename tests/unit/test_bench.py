@@ -31,7 +31,7 @@ def run_once(bench, monkeypatch):
 @pytest.mark.parametrize("block,args", [("bench_affine", ()), ("bench_conv2d", ()), ("bench_pool", ("max",)),
                                         ("bench_pool", ("avg",)), ("bench_lstm_step", ()), ("bench_norm", ("BatchNorm",)),
                                         ("bench_norm", ("LayerNorm",)), ("bench_attention", ()),
-                                        ("bench_policy_gradient", ())])
+                                        ("bench_policy_gradient", ()), ("bench_rbm_cd1", ())])
 def test_every_block_runs(bench, block, args):
     res = getattr(bench, block)(np.random.default_rng(0), *args)
     assert res.numpy_ms is not None and res.torch_ms is not None, res
