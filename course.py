@@ -270,14 +270,17 @@ class Launcher:
         """Rewrite constraints.txt from the venv, keeping its comment lines; pins for this Python only."""
         if not self.healthy():
             raise LaunchError(f"no working {self.py}: run `python course.py test` first")
-        out = subprocess.run([self.py, "-m", "pip", "freeze", "--exclude-editable"], cwd=self.root,
+        # `pip list --format=freeze`, not `pip freeze`: a package installed from a file prints as
+        # `name @ file://...` under freeze, and would lose its pin.
+        out = subprocess.run([self.py, "-m", "pip", "list", "--format=freeze", "--exclude-editable"], cwd=self.root,
                              capture_output=True, text=True, check=True).stdout
         pyver = subprocess.run([self.py, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
                                cwd=self.root, capture_output=True, text=True, check=True).stdout.strip()
         path = self.root / "constraints.txt"
         header = [line for line in path.read_text().splitlines() if line.startswith("#")] if path.exists() else []
         pins = [line for line in out.splitlines() if "==" in line and not line.startswith("#")]
-        pins = [p for p in pins if not (p.split("==")[0].lower() in TORCH_ONLY or p.lower().startswith("nvidia-"))]
+        skip = {*TORCH_ONLY, "pip", "wheel", "distribute"}    # what `pip freeze` leaves out, and PyTorch's own
+        pins = [p for p in pins if not (p.split("==")[0].lower() in skip or p.lower().startswith("nvidia-"))]
         path.write_text("\n".join(header + [f'{p} ; python_version == "{pyver}"' for p in pins]) + "\n")
         log(f"constraints.txt: {len(pins)} pins")
         return 0
