@@ -1,4 +1,4 @@
-"""Notebook 10's NumPy code (nndl_helpers.chapters.ch10) against torch.autograd, in float64.
+"""Notebook 10a's NumPy code (nndl_helpers.chapters.ch10a) against torch.autograd, in float64.
 
 The hand-written gradients of chapter 10: the elastic weight consolidation (EWC) penalty's gradient, and the
 diagonal Fisher information (per-sample squared gradients of log p under labels drawn from the model), each
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import nndl_helpers as nh
-from nndl_helpers.chapters import ch10
+from nndl_helpers.chapters import ch10a as ch10
 from nndl_helpers.chapters.ch04a import MLP
 from nndl_helpers.chapters.ch04a_torch import torch_mlp_output
 

@@ -1,4 +1,4 @@
-"""PyTorch code taught in notebooks/10_model_independent_learning.ipynb, reused by later notebooks.
+"""PyTorch code taught in notebooks/10a_model_independent_learning.ipynb, reused by later notebooks.
 
 Generated from the notebook's ``#@save torch`` cells by ``python -m nndl_helpers.nbtools export``.
 Do not edit by hand: change the notebook and export again (a test checks they agree).

@@ -1,4 +1,4 @@
-"""Notebook 10's ensembles (nndl_helpers.chapters.ch10) against scikit-learn, from the same data.
+"""Notebook 10a's ensembles (nndl_helpers.chapters.ch10a) against scikit-learn, from the same data.
 
 AdaBoostSAMME given scikit-learn's depth-1 trees (with the seeds AdaBoostClassifier drew) must reproduce
 AdaBoostClassifier round by round: estimator errors, weights and staged predictions. Bagging given
@@ -12,7 +12,7 @@ from sklearn.datasets import load_digits, make_classification
 from sklearn.ensemble import AdaBoostClassifier, BaggingClassifier
 from sklearn.tree import DecisionTreeClassifier
 
-from nndl_helpers.chapters import ch10
+from nndl_helpers.chapters import ch10a as ch10
 
 
 def _data(n_classes, seed):
