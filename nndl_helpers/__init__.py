@@ -27,6 +27,7 @@ from .data import (
     load_tang_poems,
     load_text,
     load_translation_pairs,
+    make_digit_canvases,
     make_linear_regression,
     make_sine_regression,
     make_toy_2d,
@@ -50,7 +51,7 @@ from .plot import PALETTE, LiveCurve, decision_boundary, figure_to_png, image_gr
 __all__ = [
     "SectionTimer", "amp_dtype", "autocast", "best_device", "grad_scaler", "metrics_file", "record", "describe", "get_profile", "seed_everything", "speed_checks_enabled",
     "DATASETS", "DataError", "FASHION_MNIST_CLASSES", "fetch", "load_diabetes", "load_mnist",
-    "load_tang_poems", "load_text", "load_translation_pairs", "make_linear_regression",
+    "load_tang_poems", "load_text", "load_translation_pairs", "make_digit_canvases", "make_linear_regression",
     "make_sine_regression", "make_toy_2d", "minibatches", "read_idx", "to_tensors", "train_test_split",
     "autograd_gradients", "check_gradients", "compare_with_autograd", "numerical_gradient", "numerical_gradient_array",
     "rel_error", "verdict_line",

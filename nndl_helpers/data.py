@@ -856,6 +856,82 @@ def make_toy_2d(kind: str = "moons", n: int = 200, noise: float = 0.1,
     return X[perm], y[perm]
 
 
+def _resize_bilinear(img: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize of a square (h, h) image to (size, size), pixel centres aligned (no dependency)."""
+    h = img.shape[0]
+    pos = (np.arange(size) + 0.5) * h / size - 0.5
+    pos = np.clip(pos, 0, h - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, h - 1)
+    frac = (pos - lo).astype(np.float32)
+    rows = img[lo] * (1 - frac)[:, None] + img[hi] * frac[:, None]
+    return rows[:, lo] * (1 - frac)[None, :] + rows[:, hi] * frac[None, :]
+
+
+def make_digit_canvases(images: np.ndarray, labels: np.ndarray, n: int, *, size: int = 48,
+                        digits: tuple[int, int] = (1, 3), scale: tuple[float, float] = (0.5, 1.0),
+                        ink: float = 0.3, max_tries: int = 50,
+                        rng: np.random.Generator | None = None) -> dict[str, object]:
+    """Digits pasted on a blank canvas, with pixel masks and boxes: a segmentation and detection set.
+
+    Each of the ``n`` canvases (``size`` x ``size``, black background) receives between
+    ``digits[0]`` and ``digits[1]`` MNIST digits drawn from ``images`` ((N, 28, 28) in [0, 1])
+    and ``labels``, each resized to ``scale`` x 28 pixels (bilinear) and placed at a random
+    position where its tight box does not overlap an earlier digit's box. No download: the
+    digits come from the course's verified MNIST files.
+
+    Returns a dict:
+      ``images``  float32 (n, size, size) in [0, 1];
+      ``masks``   int64 (n, size, size): 0 for background, ``1 + class`` where the digit's
+                  resized ink exceeds ``ink``;
+      ``boxes``   list of n float32 arrays (k, 4), ``[x1, y1, x2, y2]`` in pixels, tight
+                  around the ink (x2, y2 exclusive), so a box's area is (x2-x1)*(y2-y1);
+      ``labels``  list of n int64 arrays (k,), the digit classes in the same order.
+    """
+    images = np.asarray(images)
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise ValueError(f"images must have shape (N, 28, 28), got {images.shape}")
+    labels = np.asarray(labels)
+    if labels.shape != (len(images),):
+        raise ValueError(f"labels must have shape ({len(images)},), got {labels.shape}")
+    lo_k, hi_k = digits
+    if not 1 <= lo_k <= hi_k:
+        raise ValueError(f"digits must be (min, max) with 1 <= min <= max, got {digits}")
+    if not 0 < scale[0] <= scale[1] or round(scale[1] * 28) > size:
+        raise ValueError(f"scale {scale} must be positive, increasing and fit a {size}-pixel canvas")
+    rng = rng or np.random.default_rng(0)
+    out = np.zeros((n, size, size), np.float32)
+    masks = np.zeros((n, size, size), np.int64)
+    all_boxes, all_labels = [], []
+    for i in range(n):
+        boxes, cls = [], []
+        for _ in range(int(rng.integers(lo_k, hi_k + 1))):
+            j = int(rng.integers(len(images)))
+            side = int(round(28 * rng.uniform(*scale)))
+            digit = np.clip(_resize_bilinear(images[j].astype(np.float32), side), 0.0, 1.0)
+            on = digit > ink
+            if not on.any():
+                continue
+            ys, xs = np.nonzero(on)
+            for _try in range(max_tries):
+                oy, ox = (int(v) for v in rng.integers(0, size - side + 1, size=2))
+                box = np.array([ox + xs.min(), oy + ys.min(), ox + xs.max() + 1, oy + ys.max() + 1],
+                               np.float32)
+                if all(box[2] <= b[0] or b[2] <= box[0] or box[3] <= b[1] or b[3] <= box[1]
+                       for b in boxes):
+                    break
+            else:
+                continue  # no free place for this digit
+            window = out[i, oy:oy + side, ox:ox + side]
+            np.maximum(window, digit, out=window)
+            masks[i, oy:oy + side, ox:ox + side][on] = 1 + int(labels[j])
+            boxes.append(box)
+            cls.append(int(labels[j]))
+        all_boxes.append(np.array(boxes, np.float32).reshape(-1, 4))
+        all_labels.append(np.array(cls, np.int64))
+    return {"images": out, "masks": masks, "boxes": all_boxes, "labels": all_labels}
+
+
 def load_diabetes() -> tuple[np.ndarray, np.ndarray, list[str]]:
     """scikit-learn's bundled diabetes regression set (442 patients, 10 features); no download."""
     from sklearn.datasets import load_diabetes as _load
