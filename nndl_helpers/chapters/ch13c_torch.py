@@ -74,13 +74,14 @@ from nndl_helpers.config import autocast, grad_scaler       # reduced precision 
 
 
 def train_ddpm(model, X, schedule, *, steps, batch_size=128, lr=1e-3, device="cpu", seed=0,
-               ema_decay=None, on_step=None):
+               ema_decay=None, min_snr_gamma=None, on_step=None):
     """Train `model` (eps_theta(x, t) on tensors) in place with L_simple and AdamW with a cosine decay.
 
     X  (N, ...) float32 data of unit scale (images in [-1, 1]), moved to `device` once.
-    ema_decay  if given, also keep an exponential moving average of the weights, the usual choice for
-               sampling. On CUDA the model runs in reduced precision (`autocast`, with a gradient scaler
-               where that is float16) and in the channels-last layout that cuDNN runs fastest.
+    min_snr_gamma  if given, weight each image's loss by min(SNR_t, gamma) / SNR_t (Hang et al., 2023), where
+               SNR_t = alpha_bar_t / (1 - alpha_bar_t): the nearly clean, easy steps count less; None is L_simple.
+    ema_decay  if given, also keep an exponential moving average of the weights, the usual choice for sampling.
+    On CUDA: reduced precision (`autocast`, a gradient scaler where that is float16) and the channels-last layout.
     on_step(step, loss) is called after every step; loss is a 0-d tensor on `device` (float(loss) waits
                for the device, so read it only every few steps).
     Returns (losses, sampler model): the EMA copy if ema_decay is given, else `model`; both in eval mode.
@@ -92,6 +93,8 @@ def train_ddpm(model, X, schedule, *, steps, batch_size=128, lr=1e-3, device="cp
         model.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).eval() if ema_decay else None
     alpha_bars = torch.tensor(schedule.alpha_bars, dtype=torch.float32, device=device)
+    snr = alpha_bars / (1 - alpha_bars)
+    step_weights = snr.clamp(max=min_snr_gamma) / snr if min_snr_gamma else torch.ones_like(snr)
     gen = torch.Generator(device=device).manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     lr_at = cosine_schedule(lr, steps, lr * 0.05)
@@ -105,7 +108,8 @@ def train_ddpm(model, X, schedule, *, steps, batch_size=128, lr=1e-3, device="cp
         a_bar = alpha_bars[t - 1].view(-1, *([1] * (x0.ndim - 1)))
         x_t = a_bar.sqrt() * x0 + (1 - a_bar).sqrt() * eps
         with autocast(device):
-            loss = F.mse_loss(model(x_t, t).float(), eps)
+            per_image = (model(x_t, t).float() - eps).pow(2).flatten(1).mean(1)
+        loss = (step_weights[t - 1] * per_image).mean()
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

@@ -229,6 +229,36 @@ def test_tiny_unet_and_train_ddpm():
     assert net(X[:3], torch.tensor([1, 5, 10])).shape == (3, 1, 28, 28)
 
 
+
+class _ZeroNet(torch.nn.Module):
+    """Predicts zero noise whatever the input: each image's loss is then the mean of its eps squared."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, t):
+        return self.w * x
+
+
+def test_min_snr_weighting_of_train_ddpm():
+    schedule, X = NoiseSchedule(10, "cosine"), torch.zeros(8, 1, 4, 4)
+    plain, _ = train_ddpm(_ZeroNet(), X, schedule, steps=1, batch_size=8, seed=3)
+    huge, _ = train_ddpm(_ZeroNet(), X, schedule, steps=1, batch_size=8, seed=3, min_snr_gamma=float("inf"))
+    weighted, _ = train_ddpm(_ZeroNet(), X, schedule, steps=1, batch_size=8, seed=3, min_snr_gamma=5.0)
+    # the same batch, drawn the way train_ddpm draws it: weights min(SNR, 5) / SNR by image
+    gen = torch.Generator().manual_seed(3)
+    torch.randint(0, 8, (8,), generator=gen)
+    t = torch.randint(1, 11, (8,), generator=gen)
+    eps = torch.randn((8, 1, 4, 4), generator=gen)
+    a_bar = torch.tensor(schedule.alpha_bars, dtype=torch.float32)[t - 1]
+    snr = a_bar / (1 - a_bar)
+    per_image = eps.pow(2).flatten(1).mean(1)
+    assert plain[0] == pytest.approx(float(per_image.mean()), rel=1e-6)
+    assert huge[0] == pytest.approx(plain[0], rel=1e-6)
+    assert weighted[0] == pytest.approx(float((snr.clamp(max=5.0) / snr * per_image).mean()), rel=1e-6)
+    assert weighted[0] < plain[0]
+
 def test_train_denoiser_lowers_the_loss():
     data = np.random.default_rng(7).standard_normal((500, 2)) * [1.0, 0.1]
     model = DenoiserMLP(2, 32, 2, 8, activation="relu", T=20, seed=0)
