@@ -208,22 +208,23 @@ def half_mse_loss(pred, y):
     return float(0.5 * np.sum(diff * diff) / n), diff / n
 
 
-def mlp_forward(x, params, *, activation="relu"):
+def mlp_forward(x, params, *, activation="relu", affine=(affine_forward, affine_backward)):
     """Forward pass of [affine -> activation] * (L - 1) -> affine, for params W1, b1, ..., WL, bL.
 
     Returns the last layer's net input z^(L) (N, M_L), which has no activation of its own, and the
-    cache for mlp_backward (the activation is stored in it).
+    cache for mlp_backward (the activation and the affine layer's backward are stored in it).
+    affine  the (forward, backward) pair of the layer: this chapter's by default (10b passes a batched one).
     """
-    act_forward = ACTIVATIONS[activation][0]
+    act_forward, (affine_forward_fn, affine_backward_fn) = ACTIVATIONS[activation][0], affine
     num_layers = len(params) // 2
     a, caches = x, []
     for l in range(1, num_layers + 1):
-        z, affine_cache = affine_forward(a, params[f"W{l}"], params[f"b{l}"])
+        z, affine_cache = affine_forward_fn(a, params[f"W{l}"], params[f"b{l}"])
         act_cache = None
         if l < num_layers:
             a, act_cache = act_forward(z)
         caches.append((affine_cache, act_cache))
-    return z, (caches, activation)
+    return z, (caches, activation, affine_backward_fn)
 
 
 def mlp_backward(dout, cache):
@@ -232,14 +233,14 @@ def mlp_backward(dout, cache):
     Returns grads, a dict keyed like params, plus grads["x"] = dL/dx (N, D) for a caller that
     backpropagates further (a GAN's generator feeds a discriminator).
     """
-    caches, activation = cache
+    caches, activation, affine_backward_fn = cache
     act_backward = ACTIVATIONS[activation][1]
     grads, dz = {}, dout
     for l in range(len(caches), 0, -1):
         affine_cache, act_cache = caches[l - 1]
         if l < len(caches):
             dz = act_backward(da, act_cache)                                   # BP2, second half
-        da, grads[f"W{l}"], grads[f"b{l}"] = affine_backward(dz, affine_cache)  # BP3, BP4, BP2 first half
+        da, grads[f"W{l}"], grads[f"b{l}"] = affine_backward_fn(dz, affine_cache)  # BP3, BP4, BP2 first half
     grads["x"] = da
     return grads
 
