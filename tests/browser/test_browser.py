@@ -65,7 +65,7 @@ LAB_NOTEBOOKS = {
     "03_linear_models.ipynb": None,
     "08a_attention.ipynb": None,
     "13a_vae.ipynb": None,
-    "15_sequence_generation.ipynb": "beam width",
+    "15b_neural_machine_translation.ipynb": "beam width",
 }
 PLAYGROUND = os.environ.get("NNDL_UI_PLAYGROUND", "playground.ipynb")  # another path: debugging
 

@@ -1,31 +1,13 @@
-"""PyTorch code taught in notebooks/15_sequence_generation.ipynb, reused by later notebooks.
+"""PyTorch code taught in notebooks/15b_neural_machine_translation.ipynb, reused by later notebooks.
 
 Generated from the notebook's ``#@save torch`` cells by ``python -m nndl_helpers.nbtools export``.
 Do not edit by hand: change the notebook and export again (a test checks they agree).
 """
-import math
-from nndl_helpers.chapters.ch06 import sample_token
-from nndl_helpers.chapters.ch15 import filter_logits
+from nndl_helpers.chapters.ch15b import filter_logits
 
 
 import torch
 import torch.nn as nn
-
-from nndl_helpers.chapters.ch08a import sinusoidal_positional_encoding
-from nndl_helpers.chapters.ch08b import greedy_decode
-
-
-def pad_batch(sequences, vocab, bos=False, eos=True):
-    """Token lists -> (ids LongTensor (B, L) padded with <pad>, lengths LongTensor (B,)).
-
-    bos / eos add <bos> in front / <eos> at the end; unknown tokens become <unk>.
-    """
-    rows = [([vocab.bos] if bos else []) + vocab.encode(s) + ([vocab.eos] if eos else []) for s in sequences]
-    lengths = torch.tensor([len(r) for r in rows])
-    ids = torch.full((len(rows), int(lengths.max())), vocab.pad, dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, :len(r)] = torch.tensor(r)
-    return ids, lengths
 
 
 class AdditiveAttention(nn.Module):
@@ -98,6 +80,12 @@ class AttentionSeq2Seq(nn.Module):
 def select_state(state, index):
     """Keep (and reorder) the batch rows `index` of every tensor in a decoder state (used by beam search)."""
     return {k: v.index_select(0, index) if torch.is_tensor(v) else v for k, v in state.items()}
+
+
+import numpy as np
+
+from nndl_helpers.chapters.ch06 import sample_token
+from nndl_helpers.chapters.ch08b import greedy_decode
 
 
 def ban_tokens(logits, banned):
@@ -218,6 +206,11 @@ def translate(model, sentence, src_vocab, tgt_vocab, tokenize, max_src_len, beam
     best = beam_search(model, src_vocab.encode(tokens) + [src_vocab.eos], beam_width, tgt_vocab.bos,
                        tgt_vocab.eos, max_len, length_penalty, banned=(0, tgt_vocab.pad, tgt_vocab.bos))[0][0]
     return joiner.join(tgt_vocab.tokens(best + [tgt_vocab.eos])), unknown
+
+
+import math
+
+from nndl_helpers.chapters.ch08a import sinusoidal_positional_encoding
 
 
 class TransformerSeq2Seq(nn.Module):

@@ -1,4 +1,4 @@
-"""NumPy code taught in notebooks/15_sequence_generation.ipynb, reused by later notebooks.
+"""NumPy code taught in notebooks/15a_language_models_and_seq2seq.ipynb, reused by later notebooks.
 
 Generated from the notebook's ``#@save`` cells by ``python -m nndl_helpers.nbtools export``.
 Do not edit by hand: change the notebook and export again (a test checks they agree).
@@ -9,9 +9,10 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from nndl_helpers.chapters.ch03 import softmax, softmax_cross_entropy
+from nndl_helpers.chapters.ch03 import softmax_cross_entropy
 from nndl_helpers.chapters.ch04a import affine_backward, affine_forward
-from nndl_helpers.chapters.ch06 import Vocab, gru_step_backward, gru_step_forward, sample_token
+from nndl_helpers.chapters.ch06 import Vocab, gru_backward, gru_forward, gru_step_backward, gru_step_forward
+from nndl_helpers.chapters.ch07b import init_weight, orthogonal_init
 from nndl_helpers.chapters.ch08a import additive_attention_backward, additive_attention_forward
 
 
@@ -90,6 +91,58 @@ def split_by_source(groups, test_fraction, rng):
     test_items = [(list(sources[i]), groups[sources[i]]) for i in order[:n_test]]
     train_pairs = [(list(sources[i]), t) for i in order[n_test:] for t in groups[sources[i]]]
     return train_pairs, test_items
+
+
+def prepare_translation(pairs, tokenize_src, tokenize_tgt, max_src_len, max_tgt_len, test_fraction=0.1, min_freq=1,
+                        n_train=None, seed=0):
+    """group_by_source, split_by_source (rng seed `seed`), an optional random subset of n_train training pairs
+    (rng seed + 1), and vocabularies built from the training pairs alone.
+
+    Returns train_pairs, test_items, src_vocab, tgt_vocab.
+    """
+    groups = group_by_source(pairs, tokenize_src, tokenize_tgt, max_src_len, max_tgt_len)
+    train_pairs, test_items = split_by_source(groups, test_fraction, np.random.default_rng(seed))
+    if n_train is not None and len(train_pairs) > n_train:
+        keep = np.random.default_rng(seed + 1).permutation(len(train_pairs))[:n_train]
+        train_pairs = [train_pairs[i] for i in sorted(keep)]
+    return train_pairs, test_items, SeqVocab([s for s, _ in train_pairs], min_freq), \
+        SeqVocab([t for _, t in train_pairs], min_freq)
+
+
+def pad_ids(sequences, vocab, bos=False, eos=True):
+    """Token lists -> (ids (B, L) int64 padded with <pad>, lengths (B,) int64).
+
+    bos / eos add <bos> in front / <eos> at the end; unknown tokens become <unk>.
+    """
+    rows = [([vocab.bos] if bos else []) + vocab.encode(s) + ([vocab.eos] if eos else []) for s in sequences]
+    if not rows or min(len(r) for r in rows) == 0:
+        raise ValueError("pad_ids needs at least one sequence, and no empty one without bos/eos")
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    ids = np.full((len(rows), int(lengths.max())), vocab.pad, dtype=np.int64)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = r
+    return ids, lengths
+
+
+def pad_pairs(pairs, src_vocab, tgt_vocab):
+    """Pad (source, target) pairs once: src (ends with <eos>), src_len, tgt_in = <bos> target,
+    tgt_out = target <eos>, tgt_len. A language model reads the targets alone: tgt_in -> tgt_out."""
+    src, src_len = pad_ids([s for s, _ in pairs], src_vocab)
+    tgt_in, tgt_len = pad_ids([t for _, t in pairs], tgt_vocab, bos=True, eos=False)
+    tgt_out, _ = pad_ids([t for _, t in pairs], tgt_vocab, bos=False, eos=True)
+    return src, src_len, tgt_in, tgt_out, tgt_len
+
+
+def seq2seq_batches(data, batch_size, rng=None):
+    """(src, src_len, tgt_in, tgt_out) minibatches of pad_pairs' data, each cut to its longest sequences;
+    shuffled when a NumPy Generator `rng` is given. The arrays may be tensors (torch_pairs): a minibatch
+    indexes them where they are (a GPU), no copy per step."""
+    src, src_len, tgt_in, tgt_out, tgt_len = data
+    order = np.arange(len(src_len)) if rng is None else rng.permutation(len(src_len))
+    for k in range(0, len(order), batch_size):
+        rows = order[k:k + batch_size]
+        S, T = int(src_len[rows].max()), int(tgt_len[rows].max())
+        yield src[rows, :S], src_len[rows], tgt_in[rows, :T], tgt_out[rows, :T]
 
 
 class NGramLM:
@@ -244,22 +297,111 @@ def attention_decoder_step_backward(dlogits, dh, cache):
             "Wx": dWx, "Wh": dWh, "bx": dbx, "bh": dbh, "W_out": dW_out, "b_out": db_out}
 
 
-def filter_logits(logits, top_k=0, top_p=1.0):
-    """Top-k then top-p (nucleus) filtering of one logits vector (V,): removed tokens get -inf.
+def seq2seq_forward(src, src_len, tgt_in, params, pad_id=1):
+    """The attention encoder-decoder with teacher forcing, NumPy.
 
-    top_k = 0 keeps every token; top_p = 1 keeps every token; otherwise the smallest set of most probable
-    tokens whose probability sums to at least top_p is kept (always at least the most probable token).
+    src (N, S) ids padded with pad_id, src_len (N,), tgt_in (N, T) = <bos> y_1 ... y_{T-1}; params as
+    NumpySeq2Seq.params. Returns logits (N, T, V) and the cache for seq2seq_backward.
     """
-    if int(top_k) < 0:
-        raise ValueError(f"top_k must be >= 0 (0 = no limit), got {top_k}")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
-    z = np.array(logits, dtype=np.float64)
-    if 0 < top_k < z.size:
-        z[np.argsort(-z, kind="stable")[top_k:]] = -np.inf
-    if top_p < 1:
-        order = np.argsort(-z, kind="stable")
-        p = softmax(z[order])
-        before = np.cumsum(p) - p                       # probability of the tokens ranked above
-        z[order[before >= top_p]] = -np.inf
-    return z
+    p, N = params, src.shape[0]
+    enc, enc_cache = gru_forward(p["src_embed"][src], np.zeros((N, p["enc_Wh"].shape[0]), p["enc_Wh"].dtype),
+                                 p["enc_Wx"], p["enc_Wh"], p["enc_bx"], p["enc_bh"])
+    mask, last = src != pad_id, np.asarray(src_len) - 1
+    h = enc[np.arange(N), last]                                   # the encoder state after the last real token
+    dec = {k: p[k] for k in DECODER_PARAMS}
+    x_tgt = p["tgt_embed"][tgt_in]                                # (N, T, E)
+    logits, steps = [], []
+    for t in range(tgt_in.shape[1]):
+        z, h, _, step_cache = attention_decoder_step_forward(x_tgt[:, t], h, enc, mask, dec)
+        logits.append(z)
+        steps.append(step_cache)
+    return np.stack(logits, axis=1), (src, tgt_in, last, enc.shape, enc_cache, steps, p)
+
+
+def seq2seq_backward(dlogits, cache):
+    """BPTT through decoder and encoder: dlogits (N, T, V) -> grads, one dict keyed like params."""
+    src, tgt_in, last, enc_shape, enc_cache, steps, p = cache
+    grads = {k: np.zeros_like(v) for k, v in p.items()}
+    denc, dh = np.zeros(enc_shape, dlogits.dtype), None
+    dx_tgt = np.zeros(tgt_in.shape + (p["tgt_embed"].shape[1],), dlogits.dtype)
+    for t in reversed(range(len(steps))):
+        g = attention_decoder_step_backward(dlogits[:, t], dh, steps[t])
+        for k in DECODER_PARAMS:
+            grads[k] += g[k]
+        dx_tgt[:, t], dh, denc = g["x"], g["h_prev"], denc + g["enc"]
+    denc[np.arange(len(last)), last] += dh                        # the decoder's initial state
+    dx_src, _, grads["enc_Wx"], grads["enc_Wh"], grads["enc_bx"], grads["enc_bh"] = gru_backward(denc, enc_cache)
+    np.add.at(grads["src_embed"], src, dx_src)                    # an embedding's backward: scatter-add
+    np.add.at(grads["tgt_embed"], tgt_in, dx_tgt)
+    return grads
+
+
+class NumpySeq2Seq:
+    """GRU encoder + attention GRU decoder (Bahdanau et al. 2015), NumPy only: chapter 6's GRU, chapter 8a's
+    additive attention, chapter 7b's initializers.
+
+        model = NumpySeq2Seq(len(src_vocab), len(tgt_vocab), embed_dim=32, hidden_dim=64, seed=0)
+        loss, grads = model.loss(src, src_len, tgt_in, tgt_out)   # mean cross-entropy per real target token
+        state = model.encode(src, src_len);  logits, state = model.step(y_prev, state)   # decoding
+    """
+
+    def __init__(self, src_vocab_size, tgt_vocab_size, embed_dim, hidden_dim, attn_dim=None, seed=0,
+                 dtype=np.float32, pad_id=1):
+        rng, E, H, A = np.random.default_rng(seed), embed_dim, hidden_dim, attn_dim or hidden_dim
+        xavier = lambda fan_in, fan_out: init_weight("xavier_uniform", fan_in, fan_out, rng)
+        recurrent = lambda: np.concatenate([orthogonal_init(H, H, rng) for _ in range(3)], axis=1)
+        params = {"src_embed": rng.normal(0, 0.1, (src_vocab_size, E)),
+                  "enc_Wx": xavier(E, 3 * H), "enc_Wh": recurrent(), "enc_bx": np.zeros(3 * H), "enc_bh": np.zeros(3 * H),
+                  "tgt_embed": rng.normal(0, 0.1, (tgt_vocab_size, E)),
+                  "Wq": xavier(H, A), "Wk": xavier(H, A), "w": rng.normal(0, 1 / math.sqrt(A), A),
+                  "Wx": xavier(E + H, 3 * H), "Wh": recurrent(), "bx": np.zeros(3 * H), "bh": np.zeros(3 * H),
+                  "W_out": xavier(H, tgt_vocab_size), "b_out": np.zeros(tgt_vocab_size)}
+        self.params = {k: v.astype(dtype) for k, v in params.items()}
+        self.pad_id = pad_id
+
+    def forward(self, src, src_len, tgt_in):
+        return seq2seq_forward(src, src_len, tgt_in, self.params, self.pad_id)
+
+    def backward(self, dlogits, cache):
+        return seq2seq_backward(dlogits, cache)
+
+    def loss(self, src, src_len, tgt_in, tgt_out):
+        logits, cache = self.forward(src, src_len, tgt_in)
+        real = tgt_out != self.pad_id                             # padded positions are not predicted
+        loss, dz = softmax_cross_entropy(logits[real], tgt_out[real])
+        dlogits = np.zeros_like(logits)
+        dlogits[real] = dz
+        return loss, self.backward(dlogits, cache)
+
+    def __call__(self, src, src_len, tgt_in):
+        return self.forward(src, src_len, tgt_in)[0]
+
+    def encode(self, src, src_len):
+        p, N = self.params, src.shape[0]
+        enc, _ = gru_forward(p["src_embed"][src], np.zeros((N, p["enc_Wh"].shape[0]), p["enc_Wh"].dtype),
+                             p["enc_Wx"], p["enc_Wh"], p["enc_bx"], p["enc_bh"])
+        return {"enc": enc, "mask": src != self.pad_id, "h": enc[np.arange(N), np.asarray(src_len) - 1]}
+
+    def step(self, y_prev, state):
+        """One decoder step for decoding: y_prev (N,) ids -> logits (N, V) and the next state."""
+        dec = {k: self.params[k] for k in DECODER_PARAMS}
+        logits, h, alpha, _ = attention_decoder_step_forward(self.params["tgt_embed"][y_prev], state["h"],
+                                                             state["enc"], state["mask"], dec)
+        return logits, {**state, "h": h, "alpha": alpha}
+
+
+def nearest_neighbour_translations(train_pairs, items):
+    """A memorising baseline: for each source of `items`, the target of the training pair whose source shares the
+    most words with it (Jaccard overlap of the word sets; the first such pair on a tie)."""
+    words = {w: i for i, w in enumerate(sorted({w for s, _ in train_pairs for w in s}))}
+
+    def bags(sources):
+        out = np.zeros((len(sources), len(words)), dtype=np.float32)
+        for row, s in enumerate(sources):
+            out[row, [words[w] for w in set(s) if w in words]] = 1
+        return out
+
+    A, B = bags([s for s, _ in items]), bags([s for s, _ in train_pairs])
+    overlap = A @ B.T
+    jaccard = overlap / np.maximum(A.sum(1)[:, None] + B.sum(1)[None, :] - overlap, 1)
+    return [train_pairs[j][1] for j in jaccard.argmax(axis=1)]
