@@ -30,8 +30,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # longest first, so the short notebooks fill the slots at the end
-ORDER = ["13c", "08b", "15", "06", "05b", "05a", "13b", "09", "13a", "07b", "04a", "03", "07a", "02",
-         "04b", "08a", "playground"]
+ORDER = ["13c", "15b", "16b", "08b", "06", "05b", "05a", "13b", "09", "13a", "07b", "04a", "03", "07a", "02",
+         "04b", "08a", "15a", "16c", "16a", "10b", "16d", "playground"]
 
 
 def notebooks(selected: list[str]) -> list[Path]:
