@@ -384,8 +384,9 @@ class LeNet5:
         scores, cache["fc5"] = affine_forward(a, p["W5"], p["b5"])
         return scores, cache
 
-    def backward(self, dscores, cache):
-        """Gradients of every parameter (a dict keyed like params) from dL/dscores (N, 10)."""
+    def backward(self, dscores, cache, *, need_dx=False):
+        """Gradients of every parameter (a dict keyed like params) from dL/dscores (N, 10). Training skips the
+        pixels' gradient; need_dx=True adds g["x"] = dL/dX (N, 1, 28, 28) (saliency and attacks, chapter 16a)."""
         g = {}
         da, g["W5"], g["b5"] = affine_backward(dscores, cache["fc5"])
         da, g["W4"], g["b4"] = affine_backward(relu_backward(da, cache["relu4"]), cache["fc4"])
@@ -393,8 +394,8 @@ class LeNet5:
         da = max_pool_backward(da.reshape(cache["pool2_shape"]), cache["pool2"])
         da, g["W2"], g["b2"] = conv2d_backward(relu_backward(da, cache["relu2"]), cache["conv2"])
         da = max_pool_backward(da, cache["pool1"])
-        _, g["W1"], g["b1"] = conv2d_backward(relu_backward(da, cache["relu1"]), cache["conv1"], need_dx=False)
-        return g
+        dx, g["W1"], g["b1"] = conv2d_backward(relu_backward(da, cache["relu1"]), cache["conv1"], need_dx=need_dx)
+        return {**g, "x": dx} if need_dx else g
 
     def loss(self, X, y):
         """Mean softmax cross-entropy of labels y (N,) and the gradients: (loss, grads)."""

@@ -6,33 +6,14 @@ Do not edit by hand: change the notebook and export again (a test checks they ag
 import numpy as np
 
 from nndl_helpers.chapters.ch03 import softmax_cross_entropy
-from nndl_helpers.chapters.ch04a import affine_backward, relu_backward
-from nndl_helpers.chapters.ch05a import check_images, conv2d_backward, max_pool_backward
-
-
-def lenet5_input_gradient(dscores, cache):
-    """dL/dX (N, 1, 28, 28) of a chapter-5a LeNet5, from dL/dscores (N, 10) and the cache of its forward(X).
-
-    The chain of LeNet5.backward, layer by layer with chapter 5a's and 4a's backward functions, but
-    carried on through the first convolution to the pixels (the weights' gradients are dropped).
-    """
-    n = cache["pool2_shape"][0]
-    if np.shape(dscores) != (n, 10):
-        raise ValueError(f"lenet5_input_gradient: dscores has shape {np.shape(dscores)}, the scores were ({n}, 10)")
-    da = affine_backward(dscores, cache["fc5"])[0]
-    da = affine_backward(relu_backward(da, cache["relu4"]), cache["fc4"])[0]
-    da = affine_backward(relu_backward(da, cache["relu3"]), cache["fc3"])[0]
-    da = max_pool_backward(da.reshape(cache["pool2_shape"]), cache["pool2"])
-    da = conv2d_backward(relu_backward(da, cache["relu2"]), cache["conv2"])[0]
-    da = max_pool_backward(da, cache["pool1"])
-    return conv2d_backward(relu_backward(da, cache["relu1"]), cache["conv1"])[0]    # now with dx
+from nndl_helpers.chapters.ch05a import check_images
 
 
 def lenet5_loss_input_gradient(model, X, y):
     """The mean softmax cross-entropy of a LeNet5 on images X (N, 1, 28, 28), labels y (N,), and dL/dX."""
     scores, cache = model.forward(X)
     loss, dscores = softmax_cross_entropy(scores, y)
-    return loss, lenet5_input_gradient(dscores, cache)
+    return loss, model.backward(dscores, cache, need_dx=True)["x"]
 
 
 def lenet5_saliency(model, X, classes):
@@ -43,7 +24,7 @@ def lenet5_saliency(model, X, classes):
         raise ValueError(f"lenet5_saliency: classes must be ({len(X)},) integers in 0..9, got {classes!r}")
     dscores = np.zeros_like(scores)
     dscores[np.arange(len(X)), classes] = 1.0          # the gradient of s_c alone, not of a loss
-    return np.abs(lenet5_input_gradient(dscores, cache))[:, 0]
+    return np.abs(model.backward(dscores, cache, need_dx=True)["x"])[:, 0]
 
 
 def check_epsilon(epsilon, name="epsilon"):

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import nndl_helpers as nh
 from nndl_helpers.chapters.ch05a import LeNet5
 from nndl_helpers.chapters.ch05a_torch import copy_lenet_params, lenet5_torch
-from nndl_helpers.chapters.ch16a import (check_epsilon, fgsm, lenet5_input_gradient, lenet5_loss_input_gradient,
+from nndl_helpers.chapters.ch16a import (check_epsilon, fgsm, lenet5_loss_input_gradient,
                                          lenet5_saliency, pgd)
 from nndl_helpers.chapters.ch16a_torch import (class_model_images, fgsm_torch, gaussian_blur, grad_cam,
                                                input_gradient_torch, pgd_torch, place_cam)
@@ -32,12 +32,15 @@ def _images(n, seed):
 
 @pytest.mark.parametrize("n", [1, 3])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_lenet5_input_gradient_matches_autograd(n, seed):
+def test_lenet5_backward_input_gradient_matches_autograd(n, seed):
     model, twin = _lenet64(seed)
     x = _images(n, seed)
     dscores = np.random.default_rng(seed + 5).standard_normal((n, 10))
     scores, cache = model.forward(x)
-    dx = lenet5_input_gradient(dscores, cache)
+    grads = model.backward(dscores, cache, need_dx=True)
+    dx = grads["x"]
+    assert "x" not in model.backward(dscores, cache)      # training skips the pixels' gradient
+    assert all(np.array_equal(grads[k], g) for k, g in model.backward(dscores, cache).items())
     x_t = torch.tensor(x, requires_grad=True)
     out = twin(x_t)
     np.testing.assert_allclose(scores, out.detach().numpy(), rtol=1e-10, atol=1e-10)
@@ -47,7 +50,7 @@ def test_lenet5_input_gradient_matches_autograd(n, seed):
     assert np.abs(dx - x_t.grad.numpy()).max() < TOL
 
 
-def test_lenet5_input_gradient_leaves_parameter_gradients_alone():
+def test_lenet5_loss_input_gradient_leaves_parameter_gradients_alone():
     model, _ = _lenet64(0)
     x, y = _images(2, 0), np.array([3, 7])
     before = {k: v.copy() for k, v in model.params.items()}
@@ -158,7 +161,5 @@ def test_bad_images_and_arguments_are_rejected():
     model, _ = _lenet64(0)
     with pytest.raises(ValueError, match="classes"):
         lenet5_saliency(model, _images(2, 0), np.array([3, 10]))
-    with pytest.raises(ValueError, match="dscores"):
-        lenet5_input_gradient(np.zeros((3, 10)), model.forward(_images(2, 0))[1])
     with pytest.raises(ValueError, match="layer"):
         grad_cam(lenet5_torch(), torch.nn.ReLU(), torch.rand(1, 1, 28, 28), torch.tensor([0]))
