@@ -28,9 +28,13 @@ class UNet(nn.Module):
     and two convs (w_l); L decoder levels, each a stride-2 2x2 transposed convolution (w_l -> w_{l-1}),
     concatenation with the encoder's map of the same size (the skip connection) and one conv; then a
     1x1 conv to num_classes scores. H and W must be multiples of 2^L.
+    deep_supervision: also a 1x1 conv on the bottleneck (the deepest map); forward(x, with_aux=True)
+    then returns (scores, aux_scores), the bottleneck's scores bilinearly upsampled to (H, W).
+    class_prior (num_classes,) positive shares or None: the heads' biases start at log(class_prior).
     """
 
-    def __init__(self, widths=(8, 16, 32, 64), num_classes=11, in_channels=1):
+    def __init__(self, widths=(8, 16, 32, 64), num_classes=11, in_channels=1, deep_supervision=False,
+                 class_prior=None):
         super().__init__()
         w = [int(v) for v in widths]
         if len(w) < 2 or min(w) < 1:
@@ -42,8 +46,16 @@ class UNet(nn.Module):
         self.up = nn.ModuleList(nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2) for i in range(self.levels))
         self.merge = nn.ModuleList(conv_bn_relu(2 * w[i], w[i]) for i in range(self.levels))
         self.head = nn.Conv2d(w[0], num_classes, 1)
+        self.aux_head = nn.Conv2d(w[-1], num_classes, 1) if deep_supervision else None
+        if class_prior is not None:                      # start from each class's share of the pixels
+            prior = np.asarray(class_prior, dtype=np.float64)
+            if prior.shape != (num_classes,) or not np.all(prior > 0):
+                raise ValueError(f"UNet: class_prior must be {num_classes} positive shares, got {class_prior!r}")
+            with torch.no_grad():
+                for head in filter(None, (self.head, self.aux_head)):
+                    head.bias.copy_(torch.as_tensor(np.log(prior / prior.sum()), dtype=torch.float32))
 
-    def forward(self, x):
+    def forward(self, x, with_aux=False):
         check_images(x, "UNet: x", channels=self.in_channels)
         if x.shape[2] % 2 ** self.levels or x.shape[3] % 2 ** self.levels:
             raise ValueError(f"UNet: height and width must be multiples of 2^{self.levels} = {2 ** self.levels}, "
@@ -51,19 +63,24 @@ class UNet(nn.Module):
         skips = [self.stem(x)]
         for level in self.down:
             skips.append(level(F.max_pool2d(skips[-1], 2)))
+        if with_aux and self.aux_head is None:
+            raise ValueError("UNet: with_aux=True needs a model built with deep_supervision=True")
         h = skips.pop()
+        if with_aux:                                     # the bottleneck's own per-pixel scores
+            aux = F.interpolate(self.aux_head(h), size=x.shape[2:], mode="bilinear", align_corners=False)
         for i in reversed(range(self.levels)):           # deepest level first
             h = self.merge[i](torch.cat([self.up[i](h), skips.pop()], dim=1))
-        return self.head(h)
+        return (self.head(h), aux) if with_aux else self.head(h)
 
 
 def train_segmenter(model, X, masks, *, epochs, batch_size=16, lr=3e-3, hold=0.6, class_weights=None,
-                    device="cpu", seed=0, on_step=None):
+                    aux_weight=0.0, device="cpu", seed=0, on_step=None):
     """Train `model` (images -> per-pixel scores) in place with (class-weighted) cross-entropy and Adam.
 
     X  (N, C, H, W) float32 images and masks (N, H, W) int64 labels, NumPy or tensors, moved to `device`
        once; class_weights (num_classes,) or None. The learning rate stays at lr for the first `hold`
        share of the steps, then falls to 0 on chapter 7a's cosine schedule.
+    aux_weight > 0: deep supervision, + aux_weight x the same loss on model(x, with_aux=True)'s aux scores.
     On CUDA: channels-last layout and nh.autocast (with a gradient scaler where that is float16).
     on_step(step, loss) after every step; loss is a 0-d tensor on `device` (read it only every few steps).
     Returns the list of per-step losses; the model is left in eval mode on `device`.
@@ -96,7 +113,12 @@ def train_segmenter(model, X, masks, *, epochs, batch_size=16, lr=3e-3, hold=0.6
         for start in range(0, len(X), int(batch_size)):
             idx = order[start:start + int(batch_size)]
             with autocast(device):
-                loss = F.cross_entropy(model(X[idx]).float(), masks[idx], weight=weight)
+                if aux_weight:
+                    scores, aux = model(X[idx], with_aux=True)
+                    loss = F.cross_entropy(scores.float(), masks[idx], weight=weight) \
+                        + aux_weight * F.cross_entropy(aux.float(), masks[idx], weight=weight)
+                else:
+                    loss = F.cross_entropy(model(X[idx]).float(), masks[idx], weight=weight)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)

@@ -158,3 +158,40 @@ def test_unet_shapes_errors_and_a_tiny_training_run():
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     with pytest.raises(ValueError, match="int64 labels"):
         train_segmenter(net, X, masks.astype(np.int32), epochs=1)
+
+
+def test_unet_deep_supervision():
+    torch.manual_seed(0)
+    net = UNet((4, 8, 8), num_classes=3, deep_supervision=True)
+    x = torch.rand(2, 1, 16, 20)
+    scores, aux = net(x, with_aux=True)
+    assert scores.shape == aux.shape == (2, 3, 16, 20)
+    torch.testing.assert_close(net(x), scores)                    # the aux head does not change the scores
+    # aux = the bottleneck's 1x1-conv scores, bilinearly upsampled
+    bottleneck = net.down[-1](F.max_pool2d(net.down[0](F.max_pool2d(net.stem(x), 2)), 2))
+    expected = F.interpolate(F.conv2d(bottleneck, net.aux_head.weight, net.aux_head.bias), size=(16, 20),
+                             mode="bilinear", align_corners=False)
+    torch.testing.assert_close(aux, expected)
+    with pytest.raises(ValueError, match="deep_supervision"):
+        UNet((4, 8, 8), num_classes=3)(x, with_aux=True)
+    rng = np.random.default_rng(1)
+    X = rng.uniform(size=(16, 1, 8, 8)).astype(np.float32)
+    masks = (X[:, 0] > 0.5).astype(np.int64) + (X[:, 0] > 0.8)
+    losses = train_segmenter(net, X, masks, epochs=15, batch_size=8, lr=1e-2, aux_weight=0.5)
+    assert np.mean(losses[-4:]) < 0.9 * np.mean(losses[:4])
+    assert predict_masks(net, X)[1].shape == (16, 3, 8, 8)
+
+
+def test_unet_class_prior():
+    prior = np.array([0.7, 0.2, 0.1])
+    net = UNet((4, 8), num_classes=3, deep_supervision=True, class_prior=prior)
+    for head in (net.head, net.aux_head):
+        np.testing.assert_allclose(head.bias.detach().numpy(), np.log(prior), rtol=1e-6)
+    with torch.no_grad():                     # with the weights at 0, the scores' softmax is the prior
+        net.head.weight.zero_()
+    probs = torch.softmax(net(torch.rand(2, 1, 8, 8)), dim=1)
+    np.testing.assert_allclose(probs.detach().numpy(), np.broadcast_to(prior[None, :, None, None], (2, 3, 8, 8)),
+                               rtol=1e-5)
+    for bad in ([0.5, 0.5], [1.0, 0.0, 0.0]):
+        with pytest.raises(ValueError, match="class_prior"):
+            UNet((4, 8), num_classes=3, class_prior=bad)
