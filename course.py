@@ -12,6 +12,8 @@ and the others:
     python course.py check-portable  rerun the notebook tests under other numerics than this machine's
                                      default: another BLAS kernel, another thread count
     python course.py notebooks       re-execute every notebook in place and re-export the shared code
+    python course.py checkpoint NAME retrain the course checkpoint NAME (see checkpoints/README.md) with its
+                                     recipe, and write its new SHA-256 into the data registry
     python course.py site            build the course as a website from the committed notebooks
                                      (offline; opens nothing: see the path it prints)
     python course.py install         only install what `lab` needs; `install-test` adds the test tools
@@ -261,6 +263,11 @@ class Launcher:
         return self.run([self.py, "-m", "nndl_helpers.nbtools", "run", *[f"notebooks/{n}" for n in names], *args],
                         check=False)
 
+    def checkpoint(self, args):
+        self.install()
+        command = ["build", *args] if args else ["list"]      # no name: list the checkpoints
+        return self.run([self.py, "-m", "nndl_helpers.pretrained", *command], check=False)
+
     def site(self, args):
         self.install_test()
         log("building the course's website from the committed notebooks")
@@ -305,6 +312,7 @@ class Launcher:
 COMMANDS = {
     "lab": Launcher.lab, "test": Launcher.test, "playground": Launcher.playground, "bench": Launcher.bench,
     "check-portable": Launcher.check_portable, "notebooks": Launcher.notebooks, "site": Launcher.site,
+    "checkpoint": Launcher.checkpoint,
     "install": Launcher.install_cmd, "install-test": Launcher.install_test_cmd,
     "constraints": Launcher.constraints_cmd, "clean": Launcher.clean,
 }

@@ -18,6 +18,7 @@ from .config import (
     speed_checks_enabled,
 )
 from .data import (
+    CheckpointError,
     DATASETS,
     DataError,
     FASHION_MNIST_CLASSES,
@@ -37,6 +38,15 @@ from .data import (
     train_test_split,
 )
 from .metrics import metrics_file, record
+
+
+def load_checkpoint(name: str, device="cpu"):
+    """Load course checkpoint `name` (see ``nndl_helpers.pretrained.load_checkpoint``): (model, info)."""
+    from .pretrained import load_checkpoint as load   # imported on first use: it brings in PyTorch
+
+    return load(name, device)
+
+
 from .gradcheck import (
     autograd_gradients,
     check_gradients,
@@ -50,6 +60,7 @@ from .plot import PALETTE, LiveCurve, decision_boundary, figure_to_png, image_gr
 
 __all__ = [
     "SectionTimer", "amp_dtype", "autocast", "best_device", "grad_scaler", "metrics_file", "record", "describe", "get_profile", "seed_everything", "speed_checks_enabled",
+    "CheckpointError", "load_checkpoint",
     "DATASETS", "DataError", "FASHION_MNIST_CLASSES", "fetch", "load_diabetes", "load_mnist",
     "load_tang_poems", "load_text", "load_translation_pairs", "make_digit_canvases", "make_linear_regression",
     "make_sine_regression", "make_toy_2d", "minibatches", "read_idx", "to_tensors", "train_test_split",

@@ -284,6 +284,56 @@ DATASETS: dict[str, Dataset] = {
 }
 
 
+# --------------------------------------------------------------------------- course checkpoints
+
+CHECKPOINT_DIR_ENV = "NNDL_CHECKPOINT_DIR"
+
+
+class CheckpointError(DataError):
+    """A course checkpoint is missing, damaged or not what the registry lists. The message says how to rebuild it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CourseCheckpoint:
+    """A model the course trained for longer than a quick run can, stored in the repository's ``checkpoints/``.
+
+    ``sha256`` is checked before every load (``nndl_helpers.pretrained``); ``python course.py checkpoint NAME``
+    rebuilds the file with the recipe in ``nndl_helpers/pretrained.py`` and writes its new hash here.
+    """
+
+    name: str
+    file: str
+    notebook: str
+    build_note: str            # how long a rebuild takes, for the error message
+    sha256: str
+
+
+CHECKPOINTS: dict[str, CourseCheckpoint] = {
+    "digit_judge": CourseCheckpoint(
+        "digit_judge", "digit_judge.pt", "scores the 13b and 13c checkpoints (tests, builds)",
+        build_note="about 1 min on one CPU core",
+        sha256="9cdffcc86b16ac4df44e8d56f108b3b14aa34645d6047c4b8964095d9a09d8cd"),
+    "08b_tang_gpt": CourseCheckpoint(
+        "08b_tang_gpt", "08b_tang_gpt.pt", "08b_transformer",
+        build_note="about 25 min on one CPU core",
+        sha256="55f6453b93f5e1a19adf43468c7679ea3b5262a3dd8a4067afeaa90ccde9a23e"),
+    "13b_dcgan": CourseCheckpoint(
+        "13b_dcgan", "13b_dcgan.pt", "13b_gan",
+        build_note="about 25 min on one CPU core; needs the digit_judge checkpoint to score it",
+        sha256="f9c311d46f82d1cb680bbd49e8aa3bdb740c1f72378616d369c9085a2047afb5"),
+    "13c_ddpm_unet": CourseCheckpoint(
+        "13c_ddpm_unet", "13c_ddpm_unet.pt", "13c_diffusion",
+        build_note="about 45 min on one CPU core; needs the digit_judge checkpoint to score it",
+        sha256="6e3b68bbd6ad4074da678199c4b7cecbe530d5edfab870f8a02ee21fd43ccce7"),
+}
+
+
+def checkpoint_dir() -> Path:
+    """Where the course checkpoints live: ``checkpoints/`` in the repository, or ``$NNDL_CHECKPOINT_DIR``."""
+    env = os.environ.get(CHECKPOINT_DIR_ENV)
+    return Path(env).expanduser() if env else Path(__file__).resolve().parents[1] / "checkpoints"
+
+
 # --------------------------------------------------------------------------- cache
 
 

@@ -47,6 +47,17 @@ class Vocab:
         self.token_to_idx = {t: i for i, t in enumerate(self.idx_to_token)}
         self.counts = counts
 
+    @classmethod
+    def from_tokens(cls, idx_to_token):
+        """The vocabulary with exactly this id -> token list (a saved `vocab.idx_to_token`; id 0 must be '<unk>')."""
+        idx_to_token = list(idx_to_token)
+        if not idx_to_token or idx_to_token[0] != cls.UNK or len(set(idx_to_token)) != len(idx_to_token):
+            raise ValueError("a saved vocabulary starts with '<unk>' and lists each token once")
+        vocab = cls.__new__(cls)
+        vocab.idx_to_token, vocab.counts = idx_to_token, Counter()
+        vocab.token_to_idx = {t: i for i, t in enumerate(idx_to_token)}
+        return vocab
+
     def __len__(self):
         return len(self.idx_to_token)
 
@@ -386,3 +397,14 @@ def numpy_lstm_step(params):
         return (h @ params["W_out"] + params["b_out"])[0], (h, c)
 
     return step
+
+
+HAN = "[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003ffff]"      # CJK ideographs
+REGULAR_5 = re.compile(f"(?:{HAN}{{5}}，{HAN}{{5}}。){{2,4}}")             # 4 to 8 lines of five characters
+
+
+def regular_lines(text):
+    """(regular lines, lines) of a poem; a line runs to the next ，or 。(or to the end of the text)."""
+    lines = re.findall(r"[^，。]+[，。]?", text.replace("\n", ""))
+    shapes = [f"(?:{HAN}{{5}}|{HAN}{{7}})" + ("，" if k % 2 == 0 else "。") for k in range(len(lines))]
+    return sum(re.fullmatch(shape, line) is not None for shape, line in zip(shapes, lines)), len(lines)

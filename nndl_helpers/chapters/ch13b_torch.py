@@ -110,3 +110,45 @@ def score_generated(classifier, images, confidence=0.9, num_classes=10, batch_si
     return {"confident": float(confident.double().mean()), "classes": int((confident_histogram > 0).sum()),
             "entropy": entropy, "histogram": histogram.long().numpy(),
             "confident_histogram": confident_histogram.numpy()}
+
+
+def train_dcgan(generator, discriminator, images, *, steps, batch_size, lr_g, lr_d, device, gen, lr_decay=False,
+                on_step=None):
+    """Train a DCGAN in place: each step one discriminator update on real images and `fake.detach()`, then one
+    generator update with the non-saturating loss BCE(D(G(z)), 1). Adam with beta_1 = 0.5 for both players.
+
+    images  (N, 1, 28, 28) tensor in [0, 1] on `device`; gen  the torch.Generator that draws batches and noise.
+    lr_decay  if True, both learning rates fall linearly to 0 over the steps (for long runs); else constant.
+    on_step(step, d_loss, g_loss) is called after every step (step counts from 1; losses are 0-d tensors).
+    Both networks are left in training mode. On CUDA: reduced precision (`autocast`, gradient scalers where that
+    is float16).
+    """
+    z_dim = generator[0].in_features          # dcgan_generator starts with its Linear(z_dim, ...)
+    g_opt = torch.optim.Adam(generator.parameters(), lr=lr_g, betas=(0.5, 0.999))
+    d_opt = torch.optim.Adam(discriminator.parameters(), lr=lr_d, betas=(0.5, 0.999))
+    g_scaler, d_scaler = grad_scaler(device), grad_scaler(device)   # loss scaling where autocast is float16
+    ones = torch.ones(batch_size, 1, device=device)
+    zeros = torch.zeros(batch_size, 1, device=device)
+    generator.train(), discriminator.train()
+    for step in range(1, steps + 1):
+        if lr_decay:
+            for opt, lr in ((g_opt, lr_g), (d_opt, lr_d)):
+                opt.param_groups[0]["lr"] = lr * (1 - (step - 1) / steps)
+        x_real = images[torch.randint(len(images), (batch_size,), generator=gen, device=device)]
+        z = torch.randn(batch_size, z_dim, generator=gen, device=device)
+        with autocast(device):
+            fake = generator(z)
+            d_loss = (F.binary_cross_entropy_with_logits(discriminator(x_real), ones)
+                      + F.binary_cross_entropy_with_logits(discriminator(fake.detach()), zeros))
+        d_opt.zero_grad()
+        d_scaler.scale(d_loss).backward()
+        d_scaler.step(d_opt)
+        d_scaler.update()
+        with autocast(device):
+            g_loss = F.binary_cross_entropy_with_logits(discriminator(fake), ones)     # non-saturating
+        g_opt.zero_grad()
+        g_scaler.scale(g_loss).backward()
+        g_scaler.step(g_opt)
+        g_scaler.update()
+        if on_step is not None:
+            on_step(step, d_loss.detach(), g_loss.detach())

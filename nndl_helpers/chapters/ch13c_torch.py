@@ -3,6 +3,24 @@
 Generated from the notebook's ``#@save torch`` cells by ``python -m nndl_helpers.nbtools export``.
 Do not edit by hand: change the notebook and export again (a test checks they agree).
 """
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def shrink_digits(images, size):
+    """(N, 1, 28, 28) images -> (N, 1, size, size) float32 arrays: means of pixel blocks (size 14: of 2 x 2 blocks)."""
+    return F.adaptive_avg_pool2d(torch.as_tensor(np.asarray(images, dtype=np.float32)), size).numpy()
+
+
+def enlarge_digits(images, size=28):
+    """Generated (N, 1, s, s) images in [0, 1] -> (N, 1, size, size) arrays for the 28 x 28 judge (bicubic)."""
+    images = torch.as_tensor(np.asarray(images, dtype=np.float32))
+    if images.shape[-1] == size:
+        return images.numpy()
+    return F.interpolate(images, size=size, mode="bicubic", align_corners=False).clamp(0, 1).numpy()
+
+
 import torch
 import torch.nn.functional as F
 from torch import nn

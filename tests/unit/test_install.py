@@ -337,7 +337,13 @@ def test_commands_that_run_tests_or_notebooks_install_the_test_tools(fake, comma
     assert "-r requirements-test.txt" in fake.proc.stdout
 
 
-@pytest.mark.parametrize("command", ["lab", "playground"])
+def test_checkpoint_rebuilds_the_named_checkpoints(fake):
+    fake.course("install")
+    assert fake.course("checkpoint", "13b_dcgan", "--threads", "1") == [
+        "venv -m nndl_helpers.pretrained build 13b_dcgan --threads 1"]
+
+
+@pytest.mark.parametrize("command", ["lab", "playground", "checkpoint"])
 def test_lab_and_playground_do_not_install_the_test_tools(fake, command):
     fake.course("--dry-run", command)
     assert "-r requirements.txt" in fake.proc.stdout
@@ -358,6 +364,7 @@ def test_each_command_starts_its_program_with_the_runtime_settings(fake):
                      "notebooks/playground.ipynb",
         "test": "venv -m pytest -n 2 --dist loadscope --durations=25",
         "site": "venv -m nndl_helpers.site build",
+        "checkpoint": "venv -m nndl_helpers.pretrained list",      # with no name: what there is
     }
     for command, line in expected.items():
         assert fake.course(command, with_env=True) == [line, f"env OMP_WAIT_POLICY={RUNTIME_ENV['OMP_WAIT_POLICY']}"]
