@@ -33,7 +33,8 @@ def test_checkpoint_loads_with_its_training_record(name):
     for key in ("recipe", "seconds", "device", "machine", "threads", "torch", "date", "command", "scores"):
         assert key in trained, key
     assert trained["command"] == f"python course.py checkpoint {name}"
-    assert name in info["summary"] or trained["command"] in info["summary"]
+    assert info["summary"].startswith(trained["recipe"]) and info["summary"].endswith(f"`{trained['command']}`")
+    assert trained["seconds"] > 0 and trained["threads"] >= 1 and trained["scores"], trained
 
 
 # the scores each build recorded, computed again from the committed files. On the course's CPU they came back
