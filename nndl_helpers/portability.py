@@ -23,11 +23,13 @@ import platform
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .config import RUNTIME_ENV
+from .metrics import METRICS_DIR_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "artifacts" / "spread"
@@ -81,6 +83,8 @@ def _environment(overrides: dict[str, str]) -> dict[str, str]:
     env.update(overrides)
     env.setdefault("NNDL_PROFILE", "quick")
     env.setdefault("NNDL_DEVICE", "cpu")
+    # these runs shift seeds and change numerics: their metric files must not replace the real run's
+    env.setdefault(METRICS_DIR_ENV, str(Path(tempfile.gettempdir()) / "nndl_portability_metrics"))
     return env
 
 

@@ -358,6 +358,8 @@ LABELS: dict[str, str] = {
     'numpy_pgd_acc_eps01': 'NumPy LeNet-5, PGD acc. at eps 0.1',
     'fgsm_acc_eps01_plain': 'PyTorch LeNet-5, FGSM acc. at eps 0.1',
     'pgd_acc_eps01_plain': 'PyTorch LeNet-5, PGD acc. at eps 0.1',
+    'strong_pgd_acc_eps01_plain': 'PyTorch LeNet-5, PGD-50 x 3 starts acc. at eps 0.1',
+    'fgsm_acc_eps01_mlp': 'dense MLP (same training), FGSM acc. at eps 0.1',
     'fgsm_acc_eps01_adv': 'adversarially trained, FGSM acc. at eps 0.1',
     'pgd_acc_eps01_adv': 'adversarially trained, PGD acc. at eps 0.1',
     'adv_train_seconds': 'adversarial training s',

@@ -1,10 +1,11 @@
 """The tools that rerun notebooks under other numerics and record how far their checks move."""
 import json
+from pathlib import Path
 
 import nbformat
 import pytest
 
-from nndl_helpers import portability
+from nndl_helpers import metrics, portability
 
 
 def test_alternative_kernel_differs_from_the_current_one():
@@ -27,6 +28,15 @@ def test_environment_drops_the_machines_own_kernel_choice(monkeypatch):
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Prescott")
     assert "OPENBLAS_CORETYPE" not in portability._environment({})
     assert portability._environment({"OPENBLAS_CORETYPE": "Haswell"})["OPENBLAS_CORETYPE"] == "Haswell"
+
+
+def test_environment_keeps_the_real_runs_metric_files(monkeypatch):
+    """A shifted-seed or other-kernel run writes its metric files elsewhere, never over artifacts/metrics."""
+    monkeypatch.delenv("NNDL_METRICS_DIR", raising=False)
+    folder = Path(portability._environment({})["NNDL_METRICS_DIR"])
+    assert folder.resolve() != metrics.metrics_dir().resolve() and "artifacts" not in folder.parts
+    monkeypatch.setenv("NNDL_METRICS_DIR", "/some/chosen/folder")
+    assert portability._environment({})["NNDL_METRICS_DIR"] == "/some/chosen/folder"
 
 
 def test_shift_seeds_moves_every_literal_seed():
