@@ -154,9 +154,13 @@ def gp_posterior(X, y, X_new, theta):
 
 
 def normal_cdf(z):
-    """Standard normal CDF, elementwise (math.erf, vectorized: NumPy has no erf)."""
+    """Standard normal CDF, elementwise (math.erfc, vectorized: NumPy has no erf).
+
+    0.5 * erfc(-z / sqrt 2), not 0.5 * (1 + erf(z / sqrt 2)): below z = -6 the second form subtracts two
+    numbers equal to the last bit and returns rounding noise, where erfc keeps full relative precision.
+    """
     z = np.asarray(z, dtype=np.float64)
-    return 0.5 * (1 + np.vectorize(math.erf, otypes=[np.float64])(z / math.sqrt(2)))
+    return 0.5 * np.vectorize(math.erfc, otypes=[np.float64])(-z / math.sqrt(2))
 
 
 def expected_improvement(mean, std, best, xi=0.01):
@@ -166,7 +170,8 @@ def expected_improvement(mean, std, best, xi=0.01):
     std = np.maximum(std, 1e-12)
     gap = mean - best - xi
     z = gap / std
-    return gap * normal_cdf(z) + std * np.exp(-0.5 * z**2) / math.sqrt(2 * math.pi)
+    ei = gap * normal_cdf(z) + std * np.exp(-0.5 * z**2) / math.sqrt(2 * math.pi)
+    return np.maximum(ei, 0.0)          # >= 0 by definition; far below the best the two terms cancel
 
 
 def warp_score(acc):

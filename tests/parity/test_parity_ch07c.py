@@ -75,8 +75,10 @@ def test_kernel_matches_torch(d):
 
 
 def test_normal_cdf_and_expected_improvement_match_torch():
-    z = np.linspace(-8, 8, 161)
-    np.testing.assert_allclose(normal_cdf(z), torch.special.ndtr(torch.from_numpy(z)).numpy(), rtol=1e-12, atol=1e-300)
+    # down to z = -30: torch's ndtr (1 + erf) loses the lower tail below z = -6, its log_ndtr keeps it
+    z = np.linspace(-30, 8, 381)
+    np.testing.assert_allclose(normal_cdf(z), torch.special.log_ndtr(torch.from_numpy(z)).exp().numpy(),
+                               rtol=1e-12, atol=1e-300)
     rng = np.random.default_rng(0)
     mean, std, best = rng.normal(size=50), rng.uniform(0.01, 2, 50), 0.3
     for xi in (0.0, 0.01, 1.0):
@@ -86,6 +88,17 @@ def test_normal_cdf_and_expected_improvement_match_torch():
         dens = torch.exp(normal.log_prob(grid))
         ref = torch.trapezoid(torch.clamp(grid - best - xi, min=0) * dens, grid, dim=0).numpy()
         np.testing.assert_allclose(expected_improvement(mean, std, best, xi), ref, rtol=1e-6, atol=1e-9)
+
+
+def test_expected_improvement_far_below_the_best_is_tiny_positive_and_falls_with_xi():
+    """Far below the best the two terms of EI cancel; EI stays >= 0 and falls as xi grows (z down to -40)."""
+    mean, std = np.linspace(-8.0, 0.0, 801), np.full(801, 0.2)
+    eis = [expected_improvement(mean, std, 0.0, xi) for xi in (0.001, 0.1, 1.0, 3.0)]
+    assert all((ei >= 0).all() for ei in eis)
+    assert all((later <= earlier).all() for earlier, later in zip(eis, eis[1:]))
+    z = (mean[-400] - 0.001) / 0.2                           # about -20: EI = std * (z Phi(z) + phi(z))
+    exact = 0.2 * (z * np.exp(torch.special.log_ndtr(torch.tensor(z)).item()) + np.exp(-z * z / 2) / np.sqrt(2 * np.pi))
+    assert abs(eis[0][-400] - exact) <= 1e-9 * exact
 
 
 def test_input_errors():
