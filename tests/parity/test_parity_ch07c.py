@@ -91,7 +91,7 @@ def test_normal_cdf_and_expected_improvement_match_torch():
 
 
 def test_expected_improvement_far_below_the_best_is_tiny_positive_and_falls_with_xi():
-    """Far below the best the two terms of EI cancel; EI stays >= 0 and falls as xi grows (z down to -40)."""
+    """Far below the best the two terms of EI cancel; EI stays >= 0 and falls as xi grows (z from 0 down to -55)."""
     mean, std = np.linspace(-8.0, 0.0, 801), np.full(801, 0.2)
     eis = [expected_improvement(mean, std, 0.0, xi) for xi in (0.001, 0.1, 1.0, 3.0)]
     assert all((ei >= 0).all() for ei in eis)
